@@ -1,0 +1,38 @@
+"""Sigmoid focal loss on plain tensors.
+
+Same formula as ``fvcore.nn.sigmoid_focal_loss`` (which Detectron2's RetinaNet/FCOS
+call); kept here so the pure tensor layer needs torch alone. The default alpha is the
+0.25 every detector here uses (fvcore's own default is -1, i.e. no alpha term).
+"""
+import torch
+import torch.nn.functional as F
+
+
+def sigmoid_focal_loss(
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
+    reduction: str = "none",
+) -> torch.Tensor:
+    """FL(p_t) = -alpha_t * (1 - p_t)^gamma * log(p_t), elementwise on logits.
+
+    Args:
+        inputs: logits, any shape.
+        targets: same shape, in [0, 1].
+        alpha: weight of positives in (0, 1); a negative value disables the alpha term.
+        reduction: "none" | "mean" | "sum".
+    """
+    p = torch.sigmoid(inputs)
+    ce = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
+    p_t = p * targets + (1 - p) * (1 - targets)
+    loss = ce * ((1 - p_t) ** gamma)
+    if alpha >= 0:
+        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    if reduction != "none":
+        raise ValueError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+    return loss

@@ -1,0 +1,123 @@
+"""Box geometry on plain tensors, XYXY in pixels.
+
+Torch-only twins of ``detectron2.structures.pairwise_iou`` / ``Box2BoxTransform`` /
+fvcore's GIoU so the pure tensor layer runs (and is unit-tested) without
+Detectron2 or torchvision. The Detectron2 layer may call either; tests check they
+agree.
+"""
+import math
+from typing import Sequence
+
+import torch
+
+# Same clamp Detectron2 uses for dw/dh before exp(), so decoding never overflows.
+_DEFAULT_SCALE_CLAMP = math.log(1000.0 / 16)
+
+
+def box_area(boxes: torch.Tensor) -> torch.Tensor:
+    """(N, 4) XYXY -> (N,) area; negative extents count as zero."""
+    wh = (boxes[:, 2:] - boxes[:, :2]).clamp(min=0)
+    return wh[:, 0] * wh[:, 1]
+
+
+def box_centers(boxes: torch.Tensor) -> torch.Tensor:
+    """(N, 4) XYXY -> (N, 2) centre (x, y)."""
+    return (boxes[:, :2] + boxes[:, 2:]) / 2
+
+
+def pairwise_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
+    """IoU between every pair: (N, 4), (M, 4) XYXY -> (N, M). Empty boxes give 0."""
+    area1, area2 = box_area(boxes1), box_area(boxes2)
+    lt = torch.max(boxes1[:, None, :2], boxes2[None, :, :2])
+    rb = torch.min(boxes1[:, None, 2:], boxes2[None, :, 2:])
+    wh = (rb - lt).clamp(min=0)
+    inter = wh[..., 0] * wh[..., 1]
+    union = area1[:, None] + area2[None, :] - inter
+    return torch.where(union > 0, inter / union.clamp(min=torch.finfo(inter.dtype).tiny), inter.new_zeros(()))
+
+
+def aligned_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
+    """IoU of row i with row i: (N, 4), (N, 4) XYXY -> (N,). Empty boxes give 0."""
+    lt = torch.max(boxes1[:, :2], boxes2[:, :2])
+    rb = torch.min(boxes1[:, 2:], boxes2[:, 2:])
+    wh = (rb - lt).clamp(min=0)
+    inter = wh[:, 0] * wh[:, 1]
+    union = box_area(boxes1) + box_area(boxes2) - inter
+    return torch.where(union > 0, inter / union.clamp(min=torch.finfo(inter.dtype).tiny), inter.new_zeros(()))
+
+
+def aligned_giou(boxes1: torch.Tensor, boxes2: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """Generalized IoU of row i with row i: (N, 4), (N, 4) -> (N,) in [-1, 1].
+
+    Same formula as ``fvcore.nn.giou_loss`` (which returns ``1 - giou``).
+    """
+    lt = torch.max(boxes1[:, :2], boxes2[:, :2])
+    rb = torch.min(boxes1[:, 2:], boxes2[:, 2:])
+    wh = (rb - lt).clamp(min=0)
+    inter = wh[:, 0] * wh[:, 1]
+    union = box_area(boxes1) + box_area(boxes2) - inter
+    iou = inter / (union + eps)
+    enc_wh = (torch.max(boxes1[:, 2:], boxes2[:, 2:]) - torch.min(boxes1[:, :2], boxes2[:, :2])).clamp(min=0)
+    enc_area = enc_wh[:, 0] * enc_wh[:, 1]
+    return iou - (enc_area - union) / (enc_area + eps)
+
+
+def encode_boxes(
+    anchors: torch.Tensor, targets: torch.Tensor, weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0)
+) -> torch.Tensor:
+    """Deltas (dx, dy, dw, dh) that turn ``anchors`` into ``targets``; (N, 4), (N, 4) -> (N, 4).
+
+    Identical to ``detectron2.modeling.Box2BoxTransform(weights).get_deltas``.
+    """
+    wx, wy, ww, wh = weights
+    aw, ah = anchors[:, 2] - anchors[:, 0], anchors[:, 3] - anchors[:, 1]
+    ax, ay = anchors[:, 0] + 0.5 * aw, anchors[:, 1] + 0.5 * ah
+    tw, th = targets[:, 2] - targets[:, 0], targets[:, 3] - targets[:, 1]
+    tx, ty = targets[:, 0] + 0.5 * tw, targets[:, 1] + 0.5 * th
+    return torch.stack(
+        (wx * (tx - ax) / aw, wy * (ty - ay) / ah, ww * torch.log(tw / aw), wh * torch.log(th / ah)), dim=1
+    )
+
+
+def decode_boxes(
+    deltas: torch.Tensor,
+    anchors: torch.Tensor,
+    weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
+    scale_clamp: float = _DEFAULT_SCALE_CLAMP,
+) -> torch.Tensor:
+    """Inverse of :func:`encode_boxes`: (N, 4) deltas on (N, 4) anchors -> (N, 4) XYXY.
+
+    Identical to ``Box2BoxTransform(weights).apply_deltas`` for one box per anchor.
+    """
+    deltas = deltas.float()
+    anchors = anchors.to(deltas.dtype)
+    wx, wy, ww, wh = weights
+    aw, ah = anchors[:, 2] - anchors[:, 0], anchors[:, 3] - anchors[:, 1]
+    ax, ay = anchors[:, 0] + 0.5 * aw, anchors[:, 1] + 0.5 * ah
+    dx, dy = deltas[:, 0] / wx, deltas[:, 1] / wy
+    dw = (deltas[:, 2] / ww).clamp(max=scale_clamp)
+    dh = (deltas[:, 3] / wh).clamp(max=scale_clamp)
+    cx, cy = dx * aw + ax, dy * ah + ay
+    w, h = torch.exp(dw) * aw, torch.exp(dh) * ah
+    return torch.stack((cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h), dim=1)
+
+
+def min_side(boxes: torch.Tensor) -> torch.Tensor:
+    """(N, 4) XYXY -> (N,) the shorter of width and height (negative for inverted boxes)."""
+    return torch.min(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+
+
+def box_xyxy_to_cxcywh(boxes: torch.Tensor) -> torch.Tensor:
+    """(..., 4) XYXY -> (..., 4) (centre x, centre y, width, height)."""
+    x0, y0, x1, y1 = boxes.unbind(-1)
+    return torch.stack(((x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0), dim=-1)
+
+
+def point_box_distances(points: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """Distances from every point to the four sides of every box, FCOS ``ltrb`` order.
+
+    (R, 2) points (x, y), (G, 4) XYXY -> (R, G, 4) = (x - x0, y - y0, x1 - x, y1 - y).
+    All four are > 0 exactly when the point lies strictly inside the box.
+    """
+    x, y = points[:, 0, None], points[:, 1, None]
+    return torch.stack((x - boxes[None, :, 0], y - boxes[None, :, 1], boxes[None, :, 2] - x, boxes[None, :, 3] - y), dim=-1)
