@@ -1,0 +1,22 @@
+"""Dataset registration (idempotent), checks, and the built-in synthetic dataset.
+
+Importing this package registers ``synthetic_shapes_train`` / ``synthetic_shapes_val``
+and, where the folder exists, ``cards_train`` / ``cards_test``.
+"""
+from .build import get_dataset_dicts
+from .register import check_datasets, register_coco_json, register_voc
+from .synthetic import SYNTHETIC_CLASSES, make_synthetic_coco, register_synthetic_datasets
+from .builtin import register_all
+
+register_all()
+
+__all__ = [
+    "SYNTHETIC_CLASSES",
+    "check_datasets",
+    "get_dataset_dicts",
+    "make_synthetic_coco",
+    "register_all",
+    "register_coco_json",
+    "register_synthetic_datasets",
+    "register_voc",
+]

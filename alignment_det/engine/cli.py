@@ -1,0 +1,76 @@
+"""What ``train_net.py`` runs: Detectron2's standard arguments over a LazyConfig."""
+import logging
+import os
+
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.engine import default_argument_parser, default_setup, launch
+
+from .config import load_config
+from .trainer import Trainer, build_eval_model
+
+logger = logging.getLogger("alignment_det")
+
+EPILOG = """Examples:
+
+Train MAL R101 on 8 GPUs:
+    python train_net.py --config-file configs/mal_R101.py --num-gpus 8
+
+Evaluate a checkpoint (COCO AP table):
+    python train_net.py --config-file configs/mal_R101.py --eval-only train.init_checkpoint=model_final.pth
+
+Resume the run in train.output_dir from its last checkpoint:
+    python train_net.py --config-file configs/mal_R101.py --num-gpus 8 --resume
+
+Overrides are key=value pairs after the options; an unknown key is an error
+(prefix '+' to add a key on purpose).
+"""
+
+
+def argument_parser():
+    return default_argument_parser(epilog=EPILOG)
+
+
+def eval_checkpoint_path(cfg, resume: bool) -> str:
+    """--eval-only weights: the output dir's last checkpoint with --resume, else init_checkpoint."""
+    if resume:
+        ckpt = DetectionCheckpointer(None, cfg.train.output_dir)
+        if ckpt.has_checkpoint():
+            return ckpt.get_checkpoint_file()
+        logger.warning("--resume: no checkpoint in %s, using train.init_checkpoint", cfg.train.output_dir)
+    if not cfg.train.init_checkpoint:
+        raise ValueError(
+            "--eval-only needs weights: pass train.init_checkpoint=PATH_OR_URL, or --resume with a "
+            f"checkpoint in train.output_dir ({cfg.train.output_dir})."
+        )
+    return cfg.train.init_checkpoint
+
+
+def main(args):
+    cfg = load_config(args.config_file, args.opts)
+    default_setup(cfg, args)
+    if args.eval_only:
+        model = build_eval_model(cfg, eval_checkpoint_path(cfg, args.resume))
+        return Trainer.test(cfg, model)
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+def invoke_main(argv=None):
+    args = argument_parser().parse_args(argv)
+    # launch() reads the config file in every process, so resolve a zoo name once here.
+    if args.config_file and not os.path.isfile(args.config_file):
+        from .config import resolve_config_file
+
+        args.config_file = resolve_config_file(args.config_file)
+    launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
+
+
+__all__ = ["argument_parser", "main", "invoke_main"]

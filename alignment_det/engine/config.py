@@ -1,0 +1,85 @@
+"""Loading LazyConfig files the way ``train_net.py`` does, with two additions over
+``LazyConfig.load`` + ``LazyConfig.apply_overrides``:
+
+* ``--config-file`` may name a model-zoo config (``mal_R101.py``) when the file is not
+  found on disk, so an installed package works without a checkout;
+* an override whose key does not exist is an error with close matches, not a silently
+  created new key (``apply_overrides`` uses ``OmegaConf.update(merge=True)``, which
+  happily adds ``train.max_itr``).
+"""
+import difflib
+import os
+from typing import List, Sequence
+
+from detectron2.config import LazyConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+
+def resolve_config_file(config_file: str) -> str:
+    """Return a path to ``config_file``: as given if it exists, else from the model zoo."""
+    if os.path.isfile(config_file):
+        return config_file
+    from ..model_zoo import get_config_file  # local import: model_zoo imports this module's peers
+
+    try:
+        return get_config_file(config_file)
+    except RuntimeError as e:
+        raise FileNotFoundError(
+            f"Config file {config_file!r} does not exist, and it is not a model-zoo config "
+            f"either ({e})."
+        ) from None
+
+
+def _all_keys(cfg, prefix: str = "") -> List[str]:
+    keys = []
+    if isinstance(cfg, DictConfig):
+        items = ((str(k), cfg._get_node(k)) for k in cfg.keys())
+    elif isinstance(cfg, ListConfig):
+        items = ((str(i), cfg._get_node(i)) for i in range(len(cfg)))
+    else:
+        return keys
+    for k, node in items:
+        full = f"{prefix}.{k}" if prefix else k
+        keys.append(full)
+        if isinstance(node, (DictConfig, ListConfig)):
+            keys.extend(_all_keys(node, full))
+    return keys
+
+
+def check_override_keys(cfg, overrides: Sequence[str]) -> None:
+    """Raise KeyError for an override ``a.b=c`` whose key ``a.b`` is not in ``cfg``.
+
+    A key may be new only when its parent is a LazyCall node (``_target_`` set) and the
+    key is a keyword argument of it we cannot see statically, so we allow new keys there
+    only with a ``+`` prefix, as Hydra does (``+model.foo=1``).
+    """
+    known = None
+    for o in overrides:
+        if "=" not in o:
+            raise ValueError(f"Override {o!r} is not of the form key=value.")
+        key = o.split("=", 1)[0].strip()
+        if key.startswith(("+", "~")):
+            continue
+        if OmegaConf.select(cfg, key, default=_MISSING) is not _MISSING:
+            continue
+        if known is None:
+            known = _all_keys(cfg)
+        close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise KeyError(
+            f"Config override {o!r}: key {key!r} does not exist in the config.{hint} "
+            "Prefix it with '+' to add a new key on purpose."
+        )
+
+
+_MISSING = object()
+
+
+def load_config(config_file: str, overrides: Sequence[str] = ()) -> DictConfig:
+    """Load a LazyConfig file (or zoo name) and apply ``key=value`` overrides, strictly."""
+    cfg = LazyConfig.load(resolve_config_file(config_file))
+    overrides = list(overrides)
+    check_override_keys(cfg, overrides)
+    # Hydra's grammar accepts "+key=value" for additions; LazyConfig wants the bare key.
+    overrides = [o[1:] if o.startswith("+") else o for o in overrides]
+    return LazyConfig.apply_overrides(cfg, overrides)

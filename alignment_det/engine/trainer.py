@@ -1,0 +1,193 @@
+"""``DefaultTrainer`` behaviour over LazyConfig.
+
+Detectron2's ``DefaultTrainer`` reads the yacs config (``cfg.SOLVER.*``) in its
+``__init__`` and builders, so those are overridden here to read the LazyConfig keys
+(``cfg.model``, ``cfg.optimizer``, ``cfg.lr_multiplier``, ``cfg.dataloader.*``,
+``cfg.train.*``); the public interface is kept (``build_model``, ``build_optimizer``,
+``build_train_loader``, ``build_test_loader``, ``build_evaluator``, ``test``,
+``resume_or_load``, ``train``) and ``run_step`` / ``state_dict`` are inherited.
+"""
+import logging
+import weakref
+from collections import OrderedDict
+
+import torch
+from detectron2.config import instantiate
+from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, default_writers, hooks
+from detectron2.engine.train_loop import TrainerBase
+from detectron2.evaluation import inference_on_dataset, print_csv_format
+from detectron2.solver.build import _generate_optimizer_class_with_gradient_clipping
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
+
+from .checkpoint import CheckedCheckpointer
+from torch.nn.parallel import DistributedDataParallel
+
+logger = logging.getLogger("alignment_det")
+
+
+def create_ddp_model(model: torch.nn.Module, *, device: str, **ddp_kwargs) -> torch.nn.Module:
+    """Wrap in DDP when there are several processes, CPU included.
+
+    Detectron2's ``create_ddp_model`` always passes ``device_ids=[local_rank]``, which DDP
+    rejects for CPU modules; on CPU the processes talk over gloo (``launch`` picks it when
+    no GPU is visible) and DDP gets no ``device_ids``.
+    """
+    if comm.get_world_size() == 1:
+        return model
+    fp16_compression = ddp_kwargs.pop("fp16_compression", False)
+    if torch.device(device).type == "cuda":
+        ddp_kwargs.setdefault("device_ids", [comm.get_local_rank()])
+    else:
+        ddp_kwargs["device_ids"] = None
+    ddp = DistributedDataParallel(model, **ddp_kwargs)
+    if fp16_compression:
+        from torch.distributed.algorithms.ddp_comm_hooks import default as comm_hooks
+
+        ddp.register_comm_hook(state=None, hook=comm_hooks.fp16_compress_hook)
+    return ddp
+
+
+def maybe_add_gradient_clipping(optimizer: torch.optim.Optimizer, clip_cfg) -> torch.optim.Optimizer:
+    """Clip gradients inside ``optimizer.step`` as ``train.clip_grad`` says.
+
+    ``clip_type``: "full_model" (one L2 norm over every parameter, DETR/DATE style),
+    "norm" (per parameter) or "value". Reuses Detectron2's optimizer-class wrapper.
+    """
+    if not clip_cfg or not clip_cfg.get("enabled", False):
+        return optimizer
+    clip_type = clip_cfg.get("clip_type", "full_model")
+    clip_value = float(clip_cfg["clip_value"])
+    norm_type = float(clip_cfg.get("norm_type", 2.0))
+    if clip_type == "full_model":
+        kwargs = dict(global_clipper=lambda ps: torch.nn.utils.clip_grad_norm_(ps, clip_value, norm_type))
+    elif clip_type == "norm":
+        kwargs = dict(per_param_clipper=lambda p: torch.nn.utils.clip_grad_norm_(p, clip_value, norm_type))
+    elif clip_type == "value":
+        kwargs = dict(per_param_clipper=lambda p: torch.nn.utils.clip_grad_value_(p, clip_value))
+    else:
+        raise ValueError(f"train.clip_grad.clip_type must be full_model, norm or value, got {clip_type!r}")
+    optimizer.__class__ = _generate_optimizer_class_with_gradient_clipping(type(optimizer), **kwargs)
+    return optimizer
+
+
+def check_amp(cfg) -> None:
+    if cfg.train.amp.enabled and torch.device(cfg.train.device).type != "cuda":
+        raise ValueError(
+            f"train.amp.enabled=True needs a CUDA device, but train.device={cfg.train.device!r}. "
+            "Set train.amp.enabled=False to train in fp32 on CPU."
+        )
+
+
+class Trainer(DefaultTrainer):
+    """DefaultTrainer over a LazyConfig with keys ``model``, ``optimizer``,
+    ``lr_multiplier``, ``dataloader.{train,test,evaluator}`` and ``train.*``
+    (see ``configs/common/train.py`` for the ``train`` keys)."""
+
+    def __init__(self, cfg):
+        TrainerBase.__init__(self)
+        if not logger.isEnabledFor(logging.INFO):
+            setup_logger()
+        check_amp(cfg)
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        data_loader = self.build_train_loader(cfg)
+        model = create_ddp_model(model, device=cfg.train.device, **cfg.train.ddp)
+        self._trainer = (AMPTrainer if cfg.train.amp.enabled else SimpleTrainer)(model, data_loader, optimizer)
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.checkpointer = CheckedCheckpointer(model, cfg.train.output_dir, trainer=weakref.proxy(self))
+        self.start_iter = 0
+        self.max_iter = cfg.train.max_iter
+        self.cfg = cfg
+        self.register_hooks(self.build_hooks())
+
+    def resume_or_load(self, resume: bool = True):
+        """Resume from ``train.output_dir``'s last checkpoint, else load ``train.init_checkpoint``."""
+        self.checkpointer.resume_or_load(self.cfg.train.init_checkpoint, resume=resume)
+        if resume and self.checkpointer.has_checkpoint():
+            self.start_iter = self.iter + 1
+
+    def build_hooks(self):
+        cfg = self.cfg
+        ret = [hooks.IterationTimer(), hooks.LRScheduler(scheduler=self.scheduler)]
+        if comm.is_main_process():
+            ret.append(hooks.PeriodicCheckpointer(self.checkpointer, **cfg.train.checkpointer))
+
+        def test_and_save_results():
+            self._last_eval_results = self.test(self.cfg, self.model)
+            return self._last_eval_results
+
+        ret.append(hooks.EvalHook(cfg.train.eval_period, test_and_save_results))
+        if comm.is_main_process():
+            ret.append(hooks.PeriodicWriter(self.build_writers(), period=cfg.train.log_period))
+        return ret
+
+    def build_writers(self):
+        """Console (with ETA), ``metrics.json`` and TensorBoard, as Detectron2's default."""
+        return default_writers(self.cfg.train.output_dir, self.max_iter)
+
+    def train(self):
+        super(DefaultTrainer, self).train(self.start_iter, self.max_iter)
+        return getattr(self, "_last_eval_results", None)
+
+    @classmethod
+    def build_model(cls, cfg):
+        model = instantiate(cfg.model)
+        model.to(torch.device(cfg.train.device))
+        logger.info("Model:\n%s", model)
+        return model
+
+    @classmethod
+    def build_optimizer(cls, cfg, model):
+        cfg.optimizer.params.model = model
+        try:
+            optimizer = instantiate(cfg.optimizer)
+        finally:
+            # The model must not stay in the config: LazyConfig.save would try to pickle it.
+            cfg.optimizer.params.model = None
+        return maybe_add_gradient_clipping(optimizer, cfg.train.get("clip_grad"))
+
+    @classmethod
+    def build_lr_scheduler(cls, cfg, optimizer):
+        return instantiate(cfg.lr_multiplier)
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        return instantiate(cfg.dataloader.train)
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name=None):
+        return instantiate(cfg.dataloader.test)
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name=None):
+        if "evaluator" not in cfg.dataloader:
+            return None
+        return instantiate(cfg.dataloader.evaluator)
+
+    @classmethod
+    def test(cls, cfg, model, evaluators=None):
+        """Run ``dataloader.test`` through ``dataloader.evaluator``; print the COCO table."""
+        # The loader first: instantiating it loads (and for the synthetic set, writes) the
+        # dataset, which the evaluator's json_file then refers to.
+        loader = cls.build_test_loader(cfg)
+        evaluator = evaluators if evaluators is not None else cls.build_evaluator(cfg)
+        if evaluator is None:
+            logger.warning("No dataloader.evaluator in the config: skipping evaluation.")
+            return OrderedDict()
+        results = inference_on_dataset(model, loader, evaluator)
+        if comm.is_main_process() and results:
+            print_csv_format(results)
+        return results
+
+
+def build_eval_model(cfg, checkpoint: str):
+    """The model of ``cfg`` with weights from ``checkpoint``, ready for ``Trainer.test``."""
+    model = Trainer.build_model(cfg)
+    model = create_ddp_model(model, device=cfg.train.device, **cfg.train.ddp)
+    CheckedCheckpointer(model, cfg.train.output_dir, strict=True).load(checkpoint)
+    model.eval()
+    return model
+
+
+__all__ = ["Trainer", "create_ddp_model", "build_eval_model", "maybe_add_gradient_clipping"]

@@ -1,0 +1,1 @@
+"""Heads that differ from Detectron2's RetinaNetHead / FCOSHead."""

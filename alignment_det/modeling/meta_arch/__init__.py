@@ -1,0 +1,1 @@
+"""Meta-architectures: thin subclasses of Detectron2's RetinaNet / FCOS."""

@@ -1,0 +1,39 @@
+"""Shrinks a COCO config for the instant tests: ResNet-18 from scratch, 64-channel
+FPN and head, the synthetic shapes dataset at ~128 px, 100 iterations on CPU."""
+from detectron2.config import LazyCall as L
+from detectron2.layers import ShapeSpec
+from detectron2.modeling.backbone import ResNet
+
+from ..common.data.synthetic import NUM_CLASSES
+from ..common.data.synthetic import dataloader as synthetic_dataloader
+from ..common.schedules import multistep
+
+INSTANT_MAX_ITER = 100
+CHANNELS = 64
+
+
+def shrink(model, dataloader, optimizer, train, *, output_dir: str, p6p7_from_c5: bool):
+    """Make ``model`` tiny and point ``dataloader`` at the synthetic set; returns the LR multiplier."""
+    # From scratch, FrozenBN would be an identity and the random net diverges: train BN.
+    model.backbone.bottom_up.stem.norm = "BN"
+    model.backbone.bottom_up.stages = L(ResNet.make_default_stages)(depth=18, norm="BN")
+    model.backbone.bottom_up.freeze_at = 0
+    model.backbone.out_channels = CHANNELS
+    # LastLevelP6P7 reads C5 (512 channels for R18) for RetinaNet, P5 for FCOS.
+    model.backbone.top_block.in_channels = 512 if p6p7_from_c5 else CHANNELS
+    model.head.input_shape = [ShapeSpec(channels=CHANNELS)] * 5
+    model.head.conv_dims = [CHANNELS, CHANNELS]
+    model.num_classes = NUM_CLASSES
+    dataloader.train = synthetic_dataloader.train
+    dataloader.test = synthetic_dataloader.test
+    dataloader.evaluator = synthetic_dataloader.evaluator
+    optimizer.lr = 0.01
+    train.max_iter = INSTANT_MAX_ITER
+    train.init_checkpoint = ""
+    train.device = "cpu"
+    train.output_dir = output_dir
+    train.eval_period = 0  # evaluation is run by --eval-only on the result
+    train.log_period = 5
+    train.checkpointer = dict(period=50, max_to_keep=3)
+    train.seed = 0
+    return multistep(INSTANT_MAX_ITER, [80], warmup_iters=10, warmup_factor=0.1)
