@@ -21,6 +21,7 @@ class CheckedCheckpointer(DetectionCheckpointer):
         self.strict = strict
 
     def _load_model(self, checkpoint):
+        ckpt_keys = set(checkpoint.get("model", {}))  # before loading, which drops bad shapes
         incompatible = super()._load_model(checkpoint)
         model_keys = set(self.model.state_dict().keys())
         bad_shapes = {k for k, *_ in incompatible.incorrect_shapes}
@@ -33,9 +34,10 @@ class CheckedCheckpointer(DetectionCheckpointer):
                 + (f"; shape mismatches: {shapes}" if shapes else "")
                 + ". Check that the config matches the checkpoint (model, backbone, num_classes)."
             )
-        if model_keys and missing >= model_keys:
+        # Detectron2 drops pixel_mean/pixel_std from missing_keys, so count what did load.
+        if model_keys and not (model_keys & ckpt_keys) - bad_shapes:
             raise CheckpointMismatchError(
                 f"None of the model's {len(model_keys)} parameters could be loaded from the checkpoint "
-                f"(its keys: {sorted(checkpoint.get('model', {}))[:5]} ...). It is for another model."
+                f"(its keys: {sorted(ckpt_keys)[:5]} ...). It is for another model."
             )
         return incompatible

@@ -4,6 +4,8 @@ import os
 
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import default_argument_parser, default_setup, launch
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 
 from .config import load_config
 from .trainer import Trainer, build_eval_model
@@ -48,6 +50,7 @@ def eval_checkpoint_path(cfg, resume: bool) -> str:
 def main(args):
     cfg = load_config(args.config_file, args.opts)
     default_setup(cfg, args)
+    setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="alignment_det")
     if args.eval_only:
         model = build_eval_model(cfg, eval_checkpoint_path(cfg, args.resume))
         return Trainer.test(cfg, model)

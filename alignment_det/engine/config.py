@@ -8,8 +8,9 @@
   happily adds ``train.max_itr``).
 """
 import difflib
+import inspect
 import os
-from typing import List, Sequence
+from typing import List, Sequence, Set
 
 from detectron2.config import LazyConfig
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -46,12 +47,44 @@ def _all_keys(cfg, prefix: str = "") -> List[str]:
     return keys
 
 
+def _target_params(target) -> Set[str]:
+    """Keyword parameters a LazyCall target accepts, following ``**kwargs`` up the MRO
+    (a subclass that forwards ``**kwargs`` accepts its base class's arguments too)."""
+    if isinstance(target, str):
+        from detectron2.utils.registry import locate
+
+        try:
+            target = locate(target)
+        except Exception:  # noqa: BLE001 - an unresolvable target just has no known params
+            return set()
+    funcs = [c.__init__ for c in inspect.getmro(target) if "__init__" in vars(c)] if inspect.isclass(target) else [target]
+    names: Set[str] = set()
+    for fn in funcs:
+        try:
+            params = inspect.signature(fn).parameters.values()
+        except (TypeError, ValueError):
+            break
+        names |= {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self"}
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            break
+    return names
+
+
+def _is_target_param(cfg, key: str) -> bool:
+    """Is ``key`` (``a.b.name``) an argument, left at its default, of the LazyCall at ``a.b``?"""
+    parent_key, _, name = key.rpartition(".")
+    parent = OmegaConf.select(cfg, parent_key, default=None) if parent_key else cfg
+    if not isinstance(parent, DictConfig) or "_target_" not in parent:
+        return False
+    return name in _target_params(parent._target_)
+
+
 def check_override_keys(cfg, overrides: Sequence[str]) -> None:
     """Raise KeyError for an override ``a.b=c`` whose key ``a.b`` is not in ``cfg``.
 
-    A key may be new only when its parent is a LazyCall node (``_target_`` set) and the
-    key is a keyword argument of it we cannot see statically, so we allow new keys there
-    only with a ``+`` prefix, as Hydra does (``+model.foo=1``).
+    Allowed besides existing keys: an argument of a LazyCall target that the config
+    leaves at its default (``model.test_score_thresh`` for RetinaNet), and any key
+    prefixed with ``+`` (added on purpose, as in Hydra).
     """
     known = None
     for o in overrides:
@@ -60,7 +93,7 @@ def check_override_keys(cfg, overrides: Sequence[str]) -> None:
         key = o.split("=", 1)[0].strip()
         if key.startswith(("+", "~")):
             continue
-        if OmegaConf.select(cfg, key, default=_MISSING) is not _MISSING:
+        if OmegaConf.select(cfg, key, default=_MISSING) is not _MISSING or _is_target_param(cfg, key):
             continue
         if known is None:
             known = _all_keys(cfg)

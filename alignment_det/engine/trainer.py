@@ -87,7 +87,8 @@ class Trainer(DefaultTrainer):
     def __init__(self, cfg):
         TrainerBase.__init__(self)
         if not logger.isEnabledFor(logging.INFO):
-            setup_logger()
+            # Our own logger only: a second setup_logger() of "detectron2" doubles every line.
+            setup_logger(name="alignment_det")
         check_amp(cfg)
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)

@@ -5,7 +5,7 @@ import os
 import torch
 
 from .handler import PREFIX
-from .weights import CHECKPOINTS
+from . import weights
 
 _PACKAGED = os.path.join(os.path.dirname(__file__), "configs")  # copied in by setup.py's build
 _CHECKOUT = os.path.join(os.path.dirname(__file__), "..", "..", "configs")
@@ -41,10 +41,10 @@ def get_config_file(config_path: str) -> str:
 
 def get_checkpoint_url(config_path: str) -> str:
     """The ``alignment_det://`` URL of the trained weights of ``config_path``."""
-    if config_path not in CHECKPOINTS:
-        have = sorted(CHECKPOINTS) or "none yet"
+    if config_path not in weights.CHECKPOINTS:
+        have = sorted(weights.CHECKPOINTS) or "none yet"
         raise RuntimeError(f"No trained weights are published for {config_path}. Configs with weights: {have}.")
-    return PREFIX + CHECKPOINTS[config_path].path
+    return PREFIX + weights.CHECKPOINTS[config_path].path
 
 
 def get_config(config_path: str, trained: bool = False):

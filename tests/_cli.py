@@ -1,0 +1,30 @@
+"""Run ``train_net.py`` in a subprocess, as a user would, and read what it wrote."""
+import json
+import os
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def train_net(*args, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
+    """``python train_net.py ARGS``; with ``check`` a non-zero exit fails with the log tail."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run(
+        [sys.executable, os.path.join(REPO, "train_net.py"), *map(str, args)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"train_net.py {' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+def read_metrics(output_dir: str):
+    """metrics.json: one JSON object per line."""
+    with open(os.path.join(output_dir, "metrics.json")) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def instant_config(name: str) -> str:
+    return os.path.join(REPO, "configs", "quick_schedules", name)

@@ -1,0 +1,8 @@
+import os
+import sys
+import tempfile
+
+# One synthetic-dataset cache per test session unless the caller chose one.
+os.environ.setdefault("ALIGNMENT_DET_CACHE", os.path.join(tempfile.gettempdir(), "alignment_det_test_cache"))
+# Lets test modules import the helpers beside them (_requires, _cli) under any import mode.
+sys.path.insert(0, os.path.dirname(__file__))
