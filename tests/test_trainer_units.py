@@ -11,7 +11,12 @@ detectron2_or_skip()
 import torch  # noqa: E402
 from _cli import instant_config  # noqa: E402
 
-from alignment_det.engine.trainer import create_ddp_model, maybe_add_gradient_clipping  # noqa: E402
+from alignment_det.engine.trainer import (  # noqa: E402
+    create_ddp_model,
+    ema_state_dict,
+    load_ema_state_dict,
+    maybe_add_gradient_clipping,
+)
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
 
@@ -63,3 +68,14 @@ def test_benchmark_harness_times_both_configs_on_the_same_batches():
     assert all(len(t.train_s) == 2 and len(t.infer_s) == 2 and min(t.train_s + t.infer_s) > 0 for t in timings)
     table = report(timings)
     assert "| a |" in table and "| 1.000 |" in table.splitlines()[3]
+
+
+def test_ema_normaliser_round_trips_through_the_trainer_state():
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    assert ema_state_dict(model) == {}  # nothing set yet: nothing saved
+    model[1].loss_normalizer = 12.5
+    state = ema_state_dict(model)
+    assert state == {"1": {"loss_normalizer": 12.5}}
+    fresh = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    load_ema_state_dict(fresh, state)
+    assert fresh[1].loss_normalizer == 12.5 and not hasattr(fresh[0], "loss_normalizer")

@@ -71,6 +71,37 @@ def maybe_add_gradient_clipping(optimizer: torch.optim.Optimizer, clip_cfg) -> t
     return optimizer
 
 
+# Running statistics Detectron2's dense detectors keep in plain attributes through
+# DenseDetector._ema_update (RetinaNet/FCOS: the EMA of the number of positives that
+# normalises their losses). No checkpoint holds them, so a resumed run would restart the
+# EMA at its initial value; the trainer's state_dict (saved in every checkpoint) does.
+EMA_ATTRIBUTES = ("loss_normalizer",)
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    # Names without DDP's "module." prefix, so a checkpoint resumes under any world size.
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def ema_state_dict(model: torch.nn.Module) -> dict:
+    """{submodule name: {attribute: value}} for the EMA attributes that are set."""
+    model = _unwrap(model)
+    out = {}
+    for name, module in model.named_modules():
+        values = {a: float(getattr(module, a)) for a in EMA_ATTRIBUTES if isinstance(getattr(module, a, None), (int, float))}
+        if values:
+            out[name] = values
+    return out
+
+
+def load_ema_state_dict(model: torch.nn.Module, state: dict) -> None:
+    modules = dict(_unwrap(model).named_modules())
+    for name, values in state.items():
+        if name in modules:
+            for attr, value in values.items():
+                setattr(modules[name], attr, value)
+
+
 def check_amp(cfg) -> None:
     if cfg.train.amp.enabled and torch.device(cfg.train.device).type != "cuda":
         raise ValueError(
@@ -107,6 +138,15 @@ class Trainer(DefaultTrainer):
         self.checkpointer.resume_or_load(self.cfg.train.init_checkpoint, resume=resume)
         if resume and self.checkpointer.has_checkpoint():
             self.start_iter = self.iter + 1
+
+    def state_dict(self):
+        ret = super().state_dict()
+        ret["ema_state"] = ema_state_dict(self.model)
+        return ret
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        load_ema_state_dict(self.model, state_dict.get("ema_state", {}))
 
     def build_hooks(self):
         cfg = self.cfg
