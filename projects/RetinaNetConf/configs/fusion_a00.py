@@ -1,0 +1,11 @@
+"""Fusion exponent a = 0 in s = s_cls^(1-a) * s_obj^a: the class score alone, i.e. exactly
+RetinaNet's inference on these weights (the paper's "cls-only NMS", 35.7 AP).
+
+Inference only: evaluate a model trained with configs/retinanet_conf_R50.py, e.g.
+    python train_net.py --config-file projects/RetinaNetConf/configs/fusion_a00.py --eval-only \
+        train.init_checkpoint=output/retinanet_conf_R50/model_final.pth
+"""
+from ....configs.retinanet_conf_R50 import dataloader, lr_multiplier, model, optimizer, train
+
+model.fusion_alpha = 0.0
+train.output_dir = "./output/retinanet_conf_ablations/fusion_a00"
