@@ -4,6 +4,7 @@ Importing this package registers ``synthetic_shapes_train`` / ``synthetic_shapes
 and, where the folder exists, ``cards_train`` / ``cards_test``.
 """
 from .build import get_dataset_dicts
+from .crowdhuman import crowdhuman_dataset_dicts, load_crowdhuman_odgt, register_crowdhuman
 from .register import check_datasets, register_coco_json, register_voc
 from .synthetic import SYNTHETIC_CLASSES, make_synthetic_coco, register_synthetic_datasets
 from .builtin import register_all
@@ -13,6 +14,9 @@ register_all()
 __all__ = [
     "SYNTHETIC_CLASSES",
     "check_datasets",
+    "crowdhuman_dataset_dicts",
+    "load_crowdhuman_odgt",
+    "register_crowdhuman",
     "get_dataset_dicts",
     "make_synthetic_coco",
     "register_all",

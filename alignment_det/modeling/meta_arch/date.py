@@ -1,0 +1,486 @@
+"""DATE: dual assignment for NMS-free detection, as a subclass of Detectron2's ``FCOS``.
+
+ALGORITHMS.md §4. Training (:meth:`DATE.forward_training`) adds two groups of losses:
+
+* one-to-one (o2o): POTO quality ``p^(1-α)·IoU^α`` inside the centre prior, Hungarian matching
+  (:func:`alignment_det.assigners.one_to_one.one_to_one_assign`), OneNet losses focal ×2 / L1 ×5 /
+  GIoU ×2 (:func:`alignment_det.losses.date_losses.o2o_losses`);
+* one-to-many (o2m), training only: mmdet-style FCOS (DATE-F,
+  :func:`alignment_det.assigners.fcos_targets.fcos_targets` + ``fcos_o2m_losses``) or RetinaNet
+  (DATE-R: Detectron2's anchor generator, ``Matcher([0.4, 0.5], [0, -1, 1], allow_low_quality_matches)``,
+  focal ×2 and L1 on ``Box2BoxTransform`` deltas ×2);
+
+total ``λ_o2o·L_o2o + λ_o2m·L_o2m``. Inference (:meth:`DATE.forward_inference`) evaluates the o2o
+predictor only: score ``σ(cls)`` (``σ(cls)·σ(f)`` with 3DMF) > 0.01, top-100 per level, merge,
+top-100 per image, **no NMS**. :meth:`DATE.export_forward` is the same computation on a batched
+tensor, traceable as one graph (see :mod:`alignment_det.modeling.meta_arch.date_export`).
+"""
+import logging
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from detectron2.layers import cat
+from detectron2.modeling.anchor_generator import DefaultAnchorGenerator
+from detectron2.modeling.box_regression import Box2BoxTransform, _dense_box_regression_loss
+from detectron2.modeling.matcher import Matcher
+from detectron2.modeling.meta_arch.dense_detector import permute_to_N_HWA_K
+from detectron2.modeling.meta_arch.fcos import FCOS
+from detectron2.structures import Boxes, ImageList, Instances, pairwise_iou
+from detectron2.utils.events import get_event_storage
+from fvcore.nn import sigmoid_focal_loss_jit
+from scipy.optimize import linear_sum_assignment
+from torch import Tensor
+from torchvision.ops import generalized_box_iou
+
+from alignment_det.assigners.fcos_targets import MMDET_FCOS_REGRESS_RANGES, fcos_targets
+from alignment_det.assigners.one_to_one import one_to_one_assign
+from alignment_det.layers.max_filter_3d import fuse_filter_logits
+from alignment_det.losses.date_losses import fcos_o2m_losses, ltrb_to_boxes, o2o_losses
+from alignment_det.utils.boxes import box_xyxy_to_cxcywh
+from alignment_det.utils.comm import all_reduce_mean
+
+__all__ = ["DATE", "backbone_lr_factor", "onenet_cost_assign"]
+
+logger = logging.getLogger(__name__)
+
+O2O_MATCHERS = ("poto", "onenet_cost")
+
+
+def backbone_lr_factor(factor: float = 0.1):
+    """``lr_factor_func`` for ``get_default_optimizer_params``: ``factor`` for ``backbone.*``
+    parameters, 1 elsewhere (mmdet ``paramwise_cfg.custom_keys={'backbone': lr_mult 0.1}``).
+
+    Returned by a factory so that configs can write ``L(backbone_lr_factor)(factor=0.1)`` and survive
+    ``LazyConfig.save`` (a bare function value would be pickled).
+    """
+    factor = float(factor)
+
+    def lr_factor_func(name: str) -> float:
+        return factor if name.startswith("backbone.") else 1.0
+
+    return lr_factor_func
+
+
+def _put_scalar(name: str, value: float) -> None:
+    """Log to the current EventStorage; silently skipped outside one (e.g. plain inference scripts)."""
+    try:
+        storage = get_event_storage()
+    except AssertionError:
+        return
+    storage.put_scalar(name, value)
+
+
+@torch.no_grad()
+def onenet_cost_assign(
+    cls_probs: Tensor,
+    pred_boxes: Tensor,
+    gt_boxes: Tensor,
+    gt_classes: Tensor,
+    image_size: Tuple[int, int],
+    *,
+    weights: Tuple[float, float, float] = (2.0, 5.0, 2.0),
+    focal_alpha: float = 0.25,
+    focal_gamma: float = 2.0,
+    eps: float = 1e-12,
+) -> Tuple[Tensor, Tensor]:
+    """OneNet / mmdet ``HungarianAssigner`` matching for one image (DATE's CrowdHuman o2o matcher, §4.3).
+
+    ``cost[r, g] = w_cls·(FL⁺ - FL⁻)(p_r[c_g]) + w_l1·|cxcywh(box_r/S) - cxcywh(B_g/S)|_1
+    - w_giou·GIoU(box_r, B_g)``, ``S = (W, H, W, H)`` of the unpadded image; minimised by Hungarian
+    over every location (no centre prior).
+
+    Args:
+        cls_probs: (R, K) probabilities; pred_boxes: (R, 4) XYXY pixels.
+        gt_boxes: (G, 4) XYXY; gt_classes: (G,) int64; image_size: (H, W).
+
+    Returns:
+        ``(location_idx, gt_idx)`` int64 (M,), M = min(R, G).
+    """
+    device = cls_probs.device
+    R, G = cls_probs.shape[0], gt_boxes.shape[0]
+    if R == 0 or G == 0:
+        e = torch.empty(0, dtype=torch.long, device=device)
+        return e, e.clone()
+    w_cls, w_l1, w_giou = weights
+    p = cls_probs.detach().float()[:, gt_classes]  # (R, G)
+    neg = -(1 - p + eps).log() * (1 - focal_alpha) * p.pow(focal_gamma)
+    pos = -(p + eps).log() * focal_alpha * (1 - p).pow(focal_gamma)
+    h, w = float(image_size[0]), float(image_size[1])
+    scale = torch.tensor([w, h, w, h], dtype=torch.float32, device=device)
+    boxes, gts = pred_boxes.detach().float(), gt_boxes.float()
+    l1 = torch.cdist(box_xyxy_to_cxcywh(boxes / scale), box_xyxy_to_cxcywh(gts / scale), p=1)
+    cost = w_cls * (pos - neg) + w_l1 * l1 - w_giou * generalized_box_iou(boxes, gts)
+    cost_np = cost.cpu().numpy()
+    r, c = linear_sum_assignment(cost_np)
+    return (
+        torch.as_tensor(r, dtype=torch.long, device=device),
+        torch.as_tensor(c, dtype=torch.long, device=device),
+    )
+
+
+class DATE(FCOS):
+    """DATE-F / DATE-R (ALGORITHMS.md §4) on Detectron2's FCOS.
+
+    ``head`` must be a :class:`alignment_det.modeling.heads.DATEHead`; its ``o2m`` style must match
+    this model's ``o2m``.
+    """
+
+    def __init__(
+        self,
+        *,
+        backbone,
+        head,
+        head_in_features: Optional[List[str]] = None,
+        num_classes: int,
+        o2m: str = "fcos",
+        o2o_matcher: str = "poto",
+        poto_alpha: float = 0.8,
+        center_radius: float = 1.5,
+        empty_center_fallback: bool = True,
+        o2o_loss_weights: Tuple[float, float, float] = (2.0, 5.0, 2.0),
+        o2m_loss_weights: Optional[Sequence[float]] = None,
+        lambda_o2o: float = 1.0,
+        lambda_o2m: float = 1.0,
+        o2m_regress_ranges: Sequence[Tuple[float, float]] = MMDET_FCOS_REGRESS_RANGES,
+        o2m_anchor_generator: Optional[DefaultAnchorGenerator] = None,
+        o2m_box2box_transform: Optional[Box2BoxTransform] = None,
+        o2m_anchor_matcher: Optional[Matcher] = None,
+        focal_loss_alpha: float = 0.25,
+        focal_loss_gamma: float = 2.0,
+        test_score_thresh: float = 0.01,
+        test_topk_candidates: int = 100,
+        max_detections_per_image: int = 100,
+        pixel_mean,
+        pixel_std,
+    ):
+        """
+        Args:
+            backbone, head, head_in_features, num_classes, pixel_mean, pixel_std: as :class:`FCOS`.
+            o2m: "fcos" (DATE-F, mmdet FCOS targets/losses) or "retinanet" (DATE-R).
+            o2o_matcher: "poto" (DATE on COCO: POTO quality + centre prior) or "onenet_cost"
+                (DATE's CrowdHuman configs: OneNet's focal/L1/GIoU cost, :func:`onenet_cost_assign`).
+            poto_alpha: α of the POTO quality (0.8); center_radius: centre prior in strides (1.5).
+            empty_center_fallback: candidate fallback for GTs with an empty centre region (deviation
+                from the DATE code, §4.5; default on).
+            o2o_loss_weights: cls / L1 / GIoU (2, 5, 2, OneNet); also the OneNet matching cost weights.
+            o2m_loss_weights: FCOS cls / IoU / centerness (default (1, 1, 1)) or RetinaNet cls / L1
+                (default (2, 2): the paper's λ_o2m = 2 realised as per-loss weights, as the code).
+            lambda_o2o, lambda_o2m: branch weights (1, 1; Table 10's best DATE-F is 2 / 1).
+            o2m_regress_ranges: per-level max-ltrb ranges of the FCOS o2m targets (mmdet's).
+            o2m_anchor_generator, o2m_box2box_transform, o2m_anchor_matcher: DATE-R's RetinaNet
+                pieces (default: 9 anchors, octave base 4, deltas with weights 1, Matcher 0.4/0.5).
+            focal_loss_alpha, focal_loss_gamma: focal loss of both branches (0.25, 2).
+            test_score_thresh: o2o score threshold (0.01); test_topk_candidates: per-level top-k
+                (100; 1000 in the DATE-R config); max_detections_per_image: 100 (500 on CrowdHuman).
+        """
+        super().__init__(
+            backbone=backbone,
+            head=head,
+            head_in_features=head_in_features,
+            num_classes=num_classes,
+            center_sampling_radius=center_radius,
+            focal_loss_alpha=focal_loss_alpha,
+            focal_loss_gamma=focal_loss_gamma,
+            test_score_thresh=test_score_thresh,
+            test_topk_candidates=test_topk_candidates,
+            test_nms_thresh=None,  # DATE runs no NMS
+            max_detections_per_image=max_detections_per_image,
+            pixel_mean=pixel_mean,
+            pixel_std=pixel_std,
+        )
+        if o2m not in ("fcos", "retinanet"):
+            raise ValueError(f"DATE: o2m must be 'fcos' or 'retinanet', got {o2m!r}")
+        if o2o_matcher not in O2O_MATCHERS:
+            raise ValueError(f"DATE: o2o_matcher must be one of {O2O_MATCHERS}, got {o2o_matcher!r}")
+        if getattr(head, "o2m", o2m) != o2m:
+            raise ValueError(
+                f"DATE: model.o2m={o2m!r} but the head was built with o2m={head.o2m!r}; set both "
+                "(the DATE-R config sets model.head.o2m and model.o2m to 'retinanet')"
+            )
+        # FCOS's point "anchors" (centres at j·s) are not used: DATE's locations are mmdet's
+        # ((j + 0.5)·s, (i + 0.5)·s), computed by :meth:`locations`.
+        del self.anchor_generator
+        feature_shapes = backbone.output_shape()
+        self.strides: List[int] = [int(feature_shapes[k].stride) for k in self.head_in_features]
+        self.o2m = o2m
+        self.o2o_matcher = o2o_matcher
+        self.poto_alpha = float(poto_alpha)
+        self.center_radius = float(center_radius)
+        self.empty_center_fallback = bool(empty_center_fallback)
+        self.o2o_loss_weights = tuple(float(w) for w in o2o_loss_weights)
+        if o2m_loss_weights is None:
+            o2m_loss_weights = (1.0, 1.0, 1.0) if o2m == "fcos" else (2.0, 2.0)
+        self.o2m_loss_weights = tuple(float(w) for w in o2m_loss_weights)
+        self.lambda_o2o = float(lambda_o2o)
+        self.lambda_o2m = float(lambda_o2m)
+        self.o2m_regress_ranges = tuple(tuple(float(v) for v in r) for r in o2m_regress_ranges)
+        if o2m == "fcos" and len(self.o2m_regress_ranges) != len(self.strides):
+            raise ValueError(
+                f"DATE: {len(self.o2m_regress_ranges)} o2m_regress_ranges for {len(self.strides)} levels"
+            )
+        if o2m == "retinanet":
+            if o2m_anchor_generator is None:
+                o2m_anchor_generator = DefaultAnchorGenerator(
+                    sizes=[[4 * s * 2 ** (i / 3) for i in range(3)] for s in self.strides],
+                    aspect_ratios=[0.5, 1.0, 2.0],
+                    strides=self.strides,
+                    offset=0.0,
+                )
+            self.o2m_anchor_generator = o2m_anchor_generator
+            self.o2m_box2box_transform = o2m_box2box_transform or Box2BoxTransform(weights=(1.0, 1.0, 1.0, 1.0))
+            self.o2m_anchor_matcher = o2m_anchor_matcher or Matcher(
+                [0.4, 0.5], [0, -1, 1], allow_low_quality_matches=True
+            )
+            num_cell = self.o2m_anchor_generator.num_cell_anchors
+            if any(a != head.num_anchors for a in num_cell):
+                raise ValueError(f"DATE-R: the head predicts {head.num_anchors} anchors, the generator has {num_cell}")
+
+    # ------------------------------------------------------------------ geometry
+    def locations(self, features: List[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
+        """Location centres of every level, flattened in ``permute_to_N_HWA_K`` order.
+
+        Args:
+            features: per level (N, C, H_l, W_l).
+
+        Returns:
+            locations (R, 2) float32 (x, y) = ((j + 0.5)·s_l, (i + 0.5)·s_l); strides (R,) float32;
+            level_ids (R,) int64.
+        """
+        locs, strides, levels = [], [], []
+        for lvl, (x, s) in enumerate(zip(features, self.strides)):
+            H, W = x.shape[-2:]
+            ys = (torch.arange(H, device=x.device, dtype=torch.float32) + 0.5) * s
+            xs = (torch.arange(W, device=x.device, dtype=torch.float32) + 0.5) * s
+            yy, xx = torch.meshgrid(ys, xs, indexing="ij")
+            locs.append(torch.stack((xx.reshape(-1), yy.reshape(-1)), dim=1))
+            strides.append(torch.full((H * W,), float(s), device=x.device))
+            levels.append(torch.full((H * W,), lvl, dtype=torch.long, device=x.device))
+        return torch.cat(locs), torch.cat(strides), torch.cat(levels)
+
+    def _o2o_dense(self, predictions: Dict, loc_strides: Tensor, locations: Tensor):
+        """Flattened o2o outputs: logits (N, R, K) (fused with 3DMF), probabilities (N, R, K), boxes (N, R, 4)."""
+        K = self.num_classes
+        cls = cat([permute_to_N_HWA_K(x, K) for x in predictions["o2o_cls"]], dim=1).float()
+        ltrb = cat([permute_to_N_HWA_K(x, 4) for x in predictions["o2o_reg"]], dim=1).float()
+        boxes = ltrb_to_boxes(locations[None], ltrb * loc_strides[None, :, None])
+        filters = predictions.get("o2o_filter")
+        if filters is not None:
+            f = cat([permute_to_N_HWA_K(x, 1) for x in filters], dim=1).float()
+            probs = torch.sigmoid(cls) * torch.sigmoid(f)
+            logits = fuse_filter_logits(cls, f)
+        else:
+            probs, logits = torch.sigmoid(cls), cls
+        return logits, probs, boxes
+
+    # ------------------------------------------------------------------ training
+    def forward_training(self, images: ImageList, features: List[Tensor], predictions: Dict, gt_instances):
+        """
+        Args:
+            images: the padded batch; ``images.image_sizes`` are the unpadded (H, W) (L1 normaliser).
+            features: per level (N, C, H_l, W_l); predictions: :meth:`DATEHead.forward` output.
+            gt_instances: per image Instances with ``gt_boxes`` (G_i) and ``gt_classes``.
+
+        Returns:
+            dict of losses: ``loss_o2o_{cls,l1,giou}`` × λ_o2o and ``loss_o2m_{cls,iou,ctr}``
+            (FCOS) or ``loss_o2m_{cls,box_reg}`` (RetinaNet) × λ_o2m.
+        """
+        locations, loc_strides, level_ids = self.locations(features)
+        logits, probs, boxes = self._o2o_dense(predictions, loc_strides, locations)
+        gt_boxes = [inst.gt_boxes.tensor for inst in gt_instances]
+        gt_classes = [inst.gt_classes for inst in gt_instances]
+
+        matches = []
+        for i in range(len(gt_instances)):  # Hungarian is per image (scipy, CPU)
+            if self.o2o_matcher == "poto":
+                m = one_to_one_assign(
+                    probs[i], boxes[i], locations, loc_strides, gt_boxes[i], gt_classes[i],
+                    alpha=self.poto_alpha, center_radius=self.center_radius,
+                    empty_center_fallback=self.empty_center_fallback,
+                )
+            else:
+                m = onenet_cost_assign(
+                    probs[i], boxes[i], gt_boxes[i], gt_classes[i], images.image_sizes[i],
+                    weights=self.o2o_loss_weights, focal_alpha=self.focal_loss_alpha,
+                    focal_gamma=self.focal_loss_gamma,
+                )
+            matches.append(m)
+        losses = o2o_losses(
+            logits, boxes, gt_boxes, gt_classes, matches, images.image_sizes,
+            focal_alpha=self.focal_loss_alpha, focal_gamma=self.focal_loss_gamma,
+            loss_weights=self.o2o_loss_weights,
+        )
+        losses = {k: v * self.lambda_o2o for k, v in losses.items()}
+
+        if self.o2m == "fcos":
+            o2m, num_pos = self._fcos_o2m_losses(predictions, locations, level_ids, gt_boxes, gt_classes)
+        else:
+            o2m, num_pos = self._retina_o2m_losses(features, predictions, gt_instances)
+        o2m = {k: v * self.lambda_o2m for k, v in o2m.items()}
+
+        num_images = max(len(gt_instances), 1)
+        _put_scalar("date/num_o2o_matched", sum(int(m[0].numel()) for m in matches) / num_images)
+        _put_scalar("date/num_o2m_pos", num_pos / num_images)
+        _put_scalar("date/loss_o2o", float(sum(v.detach() for v in losses.values())))
+        _put_scalar("date/loss_o2m", float(sum(v.detach() for v in o2m.values())))
+        losses.update(o2m)
+        return losses
+
+    def _fcos_o2m_losses(self, predictions, locations, level_ids, gt_boxes, gt_classes):
+        """DATE-F o2m: mmdet FCOS targets and losses; returns (losses, #positives in the batch)."""
+        K = self.num_classes
+        cls = cat([permute_to_N_HWA_K(x, K) for x in predictions["o2m_cls"]], dim=1)
+        ltrb = cat([permute_to_N_HWA_K(x, 4) for x in predictions["o2m_reg"]], dim=1)
+        ctr = cat([permute_to_N_HWA_K(x, 1) for x in predictions["o2m_ctr"]], dim=1).squeeze(-1)
+        targets = [
+            fcos_targets(locations, level_ids, b, c, K, regress_ranges=self.o2m_regress_ranges)
+            for b, c in zip(gt_boxes, gt_classes)
+        ]
+        labels = torch.stack([t.labels for t in targets])
+        losses = fcos_o2m_losses(
+            cls, ltrb, ctr, labels,
+            torch.stack([t.ltrb for t in targets]), torch.stack([t.centerness for t in targets]),
+            focal_alpha=self.focal_loss_alpha, focal_gamma=self.focal_loss_gamma,
+            loss_weights=self.o2m_loss_weights,
+        )
+        return losses, int(((labels >= 0) & (labels < K)).sum())
+
+    @torch.no_grad()
+    def _retina_label_anchors(self, anchors: Boxes, gt_instances) -> Tuple[Tensor, Tensor]:
+        """RetinaNet max-IoU labels (as ``RetinaNet.label_anchors``): (N, R) labels in {-1, 0..K}
+        (-1 ignore, K background) and (N, R, 4) matched GT boxes."""
+        labels, matched = [], []
+        for inst in gt_instances:
+            if len(inst) == 0:
+                labels.append(torch.full((len(anchors),), self.num_classes, dtype=torch.long, device=anchors.device))
+                matched.append(torch.zeros_like(anchors.tensor))
+                continue
+            idx, anchor_labels = self.o2m_anchor_matcher(pairwise_iou(inst.gt_boxes, anchors))
+            lab = inst.gt_classes[idx].clone()
+            lab[anchor_labels == 0] = self.num_classes
+            lab[anchor_labels == -1] = -1
+            labels.append(lab)
+            matched.append(inst.gt_boxes.tensor[idx])
+        return torch.stack(labels), torch.stack(matched)
+
+    def _retina_o2m_losses(self, features, predictions, gt_instances):
+        """DATE-R o2m: focal × w0 and L1 on deltas × w1, both / max(all-reduced #pos, 1)."""
+        K = self.num_classes
+        anchors = self.o2m_anchor_generator(features)
+        cls = cat([permute_to_N_HWA_K(x, K) for x in predictions["o2m_cls"]], dim=1)
+        deltas = [permute_to_N_HWA_K(x, 4) for x in predictions["o2m_reg"]]
+        labels, matched = self._retina_label_anchors(Boxes.cat(anchors), gt_instances)
+        valid = labels >= 0
+        pos = valid & (labels != K)
+        num_pos = int(pos.sum())
+        # mmdet's AnchorHead normalises by the per-GPU #pos; all-reduced here like every other
+        # DATE normaliser (identical in one process).
+        n = all_reduce_mean(torch.tensor(float(num_pos), device=cls.device)).clamp(min=1.0)
+        target = F.one_hot(labels.clamp(min=0), K + 1)[..., :K].to(cls.dtype)
+        loss_cls = sigmoid_focal_loss_jit(
+            cls[valid], target[valid], alpha=self.focal_loss_alpha, gamma=self.focal_loss_gamma, reduction="sum"
+        )
+        loss_box = _dense_box_regression_loss(
+            anchors, self.o2m_box2box_transform, deltas, list(matched), pos,
+            box_reg_loss_type="smooth_l1", smooth_l1_beta=0.0,  # beta 0 = L1 (mmdet L1Loss)
+        )
+        w_cls, w_box = self.o2m_loss_weights
+        return {"loss_o2m_cls": loss_cls / n * w_cls, "loss_o2m_box_reg": loss_box / n * w_box}, num_pos
+
+    # ------------------------------------------------------------------ inference
+    def o2o_detections(
+        self,
+        o2o_cls: List[Tensor],
+        o2o_reg: List[Tensor],
+        o2o_filter: Optional[List[Tensor]],
+        locations: List[Tensor],
+    ) -> Tuple[Tensor, Tensor, Tensor]:
+        """Top-scoring o2o detections of a batch, without NMS and without the score threshold.
+
+        Per level the top ``test_topk_candidates`` (location, class) pairs by score, then the top
+        ``max_detections_per_image`` of their union. Thresholding afterwards (``scores >
+        test_score_thresh``) gives exactly "threshold, top-k per level, merge, top-k" (§4.4):
+        scores above the threshold always rank before those below it. Static shapes, so the
+        computation traces as one graph.
+
+        Args:
+            o2o_cls: per level (N, K, H, W) logits; o2o_reg: per level (N, 4, H, W) ltrb in strides;
+            o2o_filter: per level (N, 1, H, W) 3DMF logits or None; locations: per level (H·W, 2).
+
+        Returns:
+            boxes (N, D, 4) XYXY unclipped, scores (N, D) sorted descending, classes (N, D) int64,
+            D = min(max_detections_per_image, Σ_l min(topk, H_l·W_l·K)).
+        """
+        K = self.num_classes
+        all_scores, all_boxes, all_classes = [], [], []
+        for lvl, (cls, reg) in enumerate(zip(o2o_cls, o2o_reg)):
+            N, _, Hl, Wl = cls.shape
+            HW = Hl * Wl
+            # Flattened in the native (K, H, W) layout (a view, no copy): index = k·HW + loc.
+            if o2o_filter is None:
+                # σ is monotonic: rank the logits and take σ of the k winners only.
+                top_logits, top_idx = cls.reshape(N, -1).topk(min(self.test_topk_candidates, K * HW), dim=1)
+                top_scores = torch.sigmoid(top_logits.float())
+            else:
+                scores = torch.sigmoid(cls.float()) * torch.sigmoid(o2o_filter[lvl].float())
+                top_scores, top_idx = scores.reshape(N, -1).topk(min(self.test_topk_candidates, K * HW), dim=1)
+            loc_idx = top_idx % HW
+            ltrb = reg.reshape(N, 4, HW).gather(2, loc_idx[:, None, :].expand(-1, 4, -1))
+            ltrb = ltrb.transpose(1, 2).float() * float(self.strides[lvl])  # (N, k, 4)
+            all_boxes.append(ltrb_to_boxes(locations[lvl][loc_idx], ltrb))
+            all_scores.append(top_scores)
+            all_classes.append(torch.div(top_idx, HW, rounding_mode="floor"))
+        scores, boxes, classes = torch.cat(all_scores, 1), torch.cat(all_boxes, 1), torch.cat(all_classes, 1)
+        d = min(self.max_detections_per_image, scores.shape[1])
+        scores, idx = scores.topk(d, dim=1)
+        boxes = boxes.gather(1, idx[..., None].expand(-1, -1, 4))
+        classes = classes.gather(1, idx)
+        return boxes, scores, classes
+
+    def _level_locations(self, features: List[Tensor]) -> List[Tensor]:
+        locations, _, _ = self.locations(features)
+        sizes = [x.shape[-2] * x.shape[-1] for x in features]
+        return list(torch.split(locations, sizes))
+
+    def forward_inference(self, images: ImageList, features: List[Tensor], predictions: Dict) -> List[Instances]:
+        """o2o predictor only, no NMS: per image an Instances with at most ``max_detections_per_image``
+        boxes (clipped to the unpadded image), scores > ``test_score_thresh`` and classes."""
+        boxes, scores, classes = self.o2o_detections(
+            predictions["o2o_cls"], predictions["o2o_reg"], predictions.get("o2o_filter"),
+            self._level_locations(features),
+        )
+        results = []
+        for i, image_size in enumerate(images.image_sizes):
+            keep = scores[i] > self.test_score_thresh
+            b = Boxes(boxes[i][keep])
+            b.clip(image_size)
+            results.append(Instances(image_size, pred_boxes=b, scores=scores[i][keep], pred_classes=classes[i][keep]))
+        return results
+
+    def export_forward(self, images: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """The inference graph on a batched image tensor, for tracing / export (o2o only, no NMS).
+
+        Args:
+            images: (N, 3, H, W) raw pixels in ``input_format`` order, H and W multiples of the
+                backbone's ``size_divisibility`` (no padding is added; boxes are clipped to H x W).
+
+        Returns:
+            boxes (N, D, 4) XYXY, scores (N, D), classes (N, D) int64, D as :meth:`o2o_detections`.
+            Rows with ``score <= test_score_thresh`` are padding: score 0, class -1, box 0.
+        """
+        x = (images - self.pixel_mean) / self.pixel_std
+        feats = self.backbone(x)
+        features = [feats[f] for f in self.head_in_features]
+        cls_feats, reg_feats = self.head.forward_towers(features)
+        o2o_cls, o2o_reg, o2o_filter = self.head.forward_o2o(cls_feats, reg_feats)
+        boxes, scores, classes = self.o2o_detections(o2o_cls, o2o_reg, o2o_filter, self._level_locations(features))
+        H, W = images.shape[-2:]
+        boxes = torch.stack(
+            (boxes[..., 0].clamp(0, W), boxes[..., 1].clamp(0, H), boxes[..., 2].clamp(0, W), boxes[..., 3].clamp(0, H)),
+            dim=-1,
+        )
+        valid = scores > self.test_score_thresh
+        scores = torch.where(valid, scores, torch.zeros_like(scores))
+        classes = torch.where(valid, classes, torch.full_like(classes, -1))
+        boxes = torch.where(valid[..., None], boxes, torch.zeros_like(boxes))
+        return boxes, scores, classes

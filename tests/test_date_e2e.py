@@ -1,0 +1,466 @@
+"""DATE end to end on Detectron2: training losses, NMS-free o2o-only inference, export, configs,
+CrowdHuman odgt loading, instant-test training + --eval-only through train_net.py."""
+from _requires import detectron2_or_skip
+
+detectron2_or_skip()
+
+import json  # noqa: E402
+import math  # noqa: E402
+import os  # noqa: E402
+import re  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from unittest import mock  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from detectron2.config import LazyConfig, instantiate  # noqa: E402
+from detectron2.structures import Boxes, Instances  # noqa: E402
+from detectron2.utils.events import EventStorage  # noqa: E402
+
+from alignment_det.engine.config import load_config  # noqa: E402
+from alignment_det.modeling.meta_arch.date import DATE  # noqa: E402
+from alignment_det.modeling.meta_arch.date_export import export_program, export_torchscript  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+INSTANT = os.path.join(ROOT, "configs", "quick_schedules", "date_instant_test.py")
+DATE_CONFIGS = [
+    "configs/date_F_R50_1x.py",
+    "configs/date_F_R50_3x.py",
+    "configs/date_R_R50_1x.py",
+    "configs/date_F_R101_3x.py",
+    "configs/date_F_3dmf_R50_1x.py",
+    "configs/date_F_3dmf_R50_3x.py",
+    "configs/quick_schedules/date_instant_test.py",
+    "projects/DATE/configs/date_F_R50_crowdhuman.py",
+]
+VARIANTS = {
+    "DATE-F": [],
+    "DATE-R": ["model.o2m=retinanet"],
+    "3DMF": ["model.head.use_3dmf=True"],
+    "separate-subnets": ["model.head.share_subnets=False"],
+}
+H, W = 128, 128  # multiple of the FPN's size_divisibility (128)
+
+
+def build(overrides=(), seed=0) -> DATE:
+    cfg = load_config(INSTANT, list(overrides))
+    torch.manual_seed(seed)
+    return instantiate(cfg.model)
+
+
+def image(seed=0, h=H, w=W):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (3, h, w), generator=g).float()
+
+
+def instances(boxes, classes=None, h=H, w=W):
+    inst = Instances((h, w))
+    b = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+    inst.gt_boxes = Boxes(b)
+    inst.gt_classes = torch.as_tensor(classes if classes is not None else [0] * len(b), dtype=torch.long)
+    return inst
+
+
+def crowded(n=300, seed=0):
+    """``n`` random boxes incl. a 0.5-px box, a degenerate box near the border and duplicates."""
+    g = torch.Generator().manual_seed(seed)
+    wh = torch.rand(n, 2, generator=g) * 60 + 2
+    xy = torch.rand(n, 2, generator=g) * (torch.tensor([W, H]) - wh)
+    b = torch.cat([xy, xy + wh], 1)
+    b[0] = torch.tensor([10.0, 10.0, 10.5, 10.5])
+    b[1] = torch.tensor([0.0, 0.0, 0.8, 127.0])
+    b[2] = b[3]
+    return instances(b, torch.randint(0, 3, (n,), generator=g))
+
+
+def batch(insts, seed=0):
+    return [{"image": image(seed + i), "instances": inst} for i, inst in enumerate(insts)]
+
+
+def infer_inputs(n=2, seed=0):
+    return [{"image": image(seed + i)} for i in range(n)]
+
+
+# ------------------------------------------------------------------------------------- training
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_training_losses_finite_with_empty_half_empty_and_crowded_gt(variant):
+    model = build(VARIANTS[variant])
+    model.train()
+    expected_o2m = (
+        {"loss_o2m_cls", "loss_o2m_box_reg"} if variant == "DATE-R" else {"loss_o2m_cls", "loss_o2m_iou", "loss_o2m_ctr"}
+    )
+    for insts in (
+        [instances([]), instances([])],  # whole batch empty
+        [instances([[20, 20, 90, 100], [30, 5, 60, 40]], [1, 2]), instances([])],  # half empty
+        [crowded(300)],
+    ):
+        with EventStorage(0) as storage:
+            losses = model(batch(insts))
+            assert set(losses) == {"loss_o2o_cls", "loss_o2o_l1", "loss_o2o_giou"} | expected_o2m
+            for k, v in losses.items():
+                assert torch.isfinite(v), (variant, k, v)
+            model.zero_grad()
+            sum(losses.values()).backward()
+            grads = [p.grad for p in model.parameters() if p.grad is not None]
+            assert grads and all(torch.isfinite(g).all() for g in grads)
+            # the o2m predictor is trained (classification covers all locations even without GT)
+            assert model.head.o2m_cls_score.weight.grad.abs().sum() > 0
+            hist = storage.histories()
+            for key in ("date/num_o2o_matched", "date/num_o2m_pos", "date/loss_o2o", "date/loss_o2m"):
+                assert key in hist
+            n_gt = sum(len(i) for i in insts) / len(insts)
+            assert hist["date/num_o2o_matched"].latest() <= n_gt
+            if n_gt == 0:
+                assert hist["date/num_o2o_matched"].latest() == 0
+                assert losses["loss_o2o_l1"] == 0 and losses["loss_o2o_giou"] == 0
+
+
+def test_every_gt_gets_one_distinct_location_and_lambdas_scale_losses():
+    model = build()
+    model.train()
+    insts = [instances([[20, 20, 90, 100], [30, 5, 60, 40], [30, 5, 60, 40], [100, 100, 100.5, 100.5]], [0, 1, 1, 2])]
+    b = batch(insts)
+    with EventStorage(0) as storage:
+        losses = model(b)
+        assert storage.histories()["date/num_o2o_matched"].latest() == 4  # duplicates and a tiny box too
+    model.lambda_o2o, model.lambda_o2m = 2.0, 0.5
+    with EventStorage(0):
+        scaled = model(b)
+    for k in losses:
+        factor = 2.0 if k.startswith("loss_o2o") else 0.5
+        torch.testing.assert_close(scaled[k], losses[k] * factor)
+
+
+def test_onenet_cost_matcher_trains():
+    model = build(["model.o2o_matcher=onenet_cost"])
+    model.train()
+    with EventStorage(0) as storage:
+        losses = model(batch([crowded(40), instances([])]))
+        assert all(torch.isfinite(v) for v in losses.values())
+        assert storage.histories()["date/num_o2o_matched"].latest() == 20  # 40 GTs over 2 images
+
+
+# ------------------------------------------------------------------------------------ inference
+def _forbid_nms():
+    def boom(*a, **k):
+        raise AssertionError("DATE inference must not run NMS")
+
+    import detectron2.layers
+    import detectron2.modeling.meta_arch.fcos
+    import detectron2.modeling.meta_arch.retinanet
+    import torchvision.ops
+
+    return [
+        mock.patch.object(detectron2.layers, "batched_nms", boom),
+        mock.patch.object(detectron2.modeling.meta_arch.fcos, "batched_nms", boom),
+        mock.patch.object(detectron2.modeling.meta_arch.retinanet, "batched_nms", boom),
+        mock.patch.object(torchvision.ops, "nms", boom),
+        mock.patch.object(torchvision.ops, "batched_nms", boom),
+        mock.patch.object(torch.ops.torchvision, "nms", boom),
+    ]
+
+
+@pytest.mark.parametrize("variant", ["DATE-F", "3DMF"])
+def test_eval_returns_at_most_100_detections_without_nms(variant):
+    model = build(VARIANTS[variant])
+    model.eval()
+    model.test_score_thresh = 0.0  # every candidate passes: the cap is what limits the output
+    # untrained ltrb ~ 0 gives empty boxes, which detector_postprocess drops: make them ~2 strides
+    torch.nn.init.constant_(model.head.bbox_pred.bias, 2.0)
+    patches = _forbid_nms()
+    for p in patches:
+        p.start()
+    try:
+        with torch.no_grad():
+            out = model(infer_inputs(2))
+            model.max_detections_per_image = 7
+            out7 = model(infer_inputs(1))
+    finally:
+        for p in patches:
+            p.stop()
+    for o in out:
+        inst = o["instances"]
+        assert len(inst) == 100
+        s = inst.scores
+        assert torch.all(s[:-1] >= s[1:])
+        assert inst.pred_classes.min() >= 0 and inst.pred_classes.max() < 3
+    assert len(out7[0]["instances"]) == 7
+    # NMS would have removed some of the top-100 (untrained boxes overlap heavily): we did not.
+    boxes = out[0]["instances"].pred_boxes.tensor
+    from detectron2.structures import pairwise_iou
+
+    iou = pairwise_iou(Boxes(boxes), Boxes(boxes)).fill_diagonal_(0)
+    assert (iou > 0.6).any()
+
+
+def _reference_detections(model, images_list):
+    """Literal §4.4: per level score > thr, top-k per level, merge, top-k per image (loops)."""
+    with torch.no_grad():
+        x = (images_list[0][None] - model.pixel_mean) / model.pixel_std
+        feats = model.backbone(x)
+        features = [feats[f] for f in model.head_in_features]
+        cls_feats, reg_feats = model.head.forward_towers(features)
+        cls, reg, filt = model.head.forward_o2o(cls_feats, reg_feats)
+    cand = []
+    K = model.num_classes
+    for lvl, (c, r) in enumerate(zip(cls, reg)):
+        s = model.strides[lvl]
+        prob = c[0].sigmoid()
+        if filt is not None:
+            prob = prob * filt[lvl][0].sigmoid()
+        level = []
+        for k in range(K):
+            for i in range(prob.shape[1]):
+                for j in range(prob.shape[2]):
+                    p = float(prob[k, i, j])
+                    if p > model.test_score_thresh:
+                        cx, cy = (j + 0.5) * s, (i + 0.5) * s
+                        l, t, rr, b = (float(v) * s for v in r[0, :, i, j])
+                        level.append((p, k, [cx - l, cy - t, cx + rr, cy + b]))
+        level.sort(key=lambda z: -z[0])
+        cand += level[: model.test_topk_candidates]
+    cand.sort(key=lambda z: -z[0])
+    return cand[: model.max_detections_per_image]
+
+
+def _raw_inference(model, img):
+    """forward_inference's Instances before detector_postprocess (which drops empty boxes)."""
+    with torch.no_grad():
+        images = model.preprocess_image([{"image": img}])
+        feats = model.backbone(images.tensor)
+        features = [feats[f] for f in model.head_in_features]
+        return model.forward_inference(images, features, model.head(features))[0]
+
+
+def test_inference_equals_literal_threshold_topk_merge():
+    model = build(["model.head.use_3dmf=True"])
+    model.eval()
+    model.test_topk_candidates = 30
+    model.max_detections_per_image = 50
+    model.test_score_thresh = 0.0
+    out = _raw_inference(model, image(3))
+    assert len(out) == 50
+    # a threshold in the middle of the top-50 scores, so that it bites
+    model.test_score_thresh = float(out.scores.median())
+    out = _raw_inference(model, image(3))
+    ref = _reference_detections(model, [image(3)])
+    assert 0 < len(out) == len(ref) < 50
+    torch.testing.assert_close(out.scores, torch.tensor([r[0] for r in ref]), rtol=1e-5, atol=1e-6)
+    ref_boxes = Boxes(torch.tensor([r[2] for r in ref]))
+    ref_boxes.clip((H, W))
+    torch.testing.assert_close(out.pred_boxes.tensor, ref_boxes.tensor, rtol=1e-4, atol=1e-3)
+    assert out.pred_classes.tolist() == [r[1] for r in ref]
+
+
+@pytest.mark.parametrize("variant", ["DATE-F", "DATE-R", "separate-subnets"])
+def test_o2m_branch_not_called_in_eval(variant):
+    model = build(VARIANTS[variant])
+    head = model.head
+    calls = []
+    o2m_modules = [head.o2m_cls_score, head.o2m_bbox_pred] + ([head.o2m_ctrness] if head.o2m_ctrness is not None else [])
+    if not head.share_subnets:
+        o2m_modules += [head.o2m_cls_subnet, head.o2m_bbox_subnet]
+    handles = [m.register_forward_hook(lambda *a: calls.append(1)) for m in o2m_modules]
+    model.train()
+    with EventStorage(0):
+        model(batch([instances([[10, 10, 60, 60]])]))
+    assert calls, "hooks must fire in training (else this test could not fail)"
+    calls.clear()
+    model.eval()
+    with mock.patch.object(type(head), "forward_o2m", side_effect=AssertionError("o2m called in eval")):
+        with torch.no_grad():
+            out = model(infer_inputs(1))
+    assert calls == [] and "instances" in out[0]
+    for h in handles:
+        h.remove()
+
+
+# ------------------------------------------------------------------------------------ checkpoint
+def test_fcos_checkpoint_loads_with_only_new_layers_missing():
+    fcos_cfg = load_config(os.path.join(ROOT, "configs", "quick_schedules", "fcos_instant_test.py"))
+    torch.manual_seed(1)
+    fcos = instantiate(fcos_cfg.model)
+    model = build()
+    sd = fcos.state_dict()
+    result = model.load_state_dict(sd, strict=False)
+    missing = set(result.missing_keys)
+    new_layers = ("head.scales", "head.o2m_cls_score.", "head.o2m_bbox_pred.", "head.o2m_ctrness.")
+    assert missing and all(k.startswith(new_layers) for k in missing), sorted(missing)
+    # FCOS's centerness (on its bbox tower) and the tower conv biases (DATE's towers have none: GN
+    # follows) have no counterpart
+    unexpected = set(result.unexpected_keys)
+    assert all(k.startswith("head.ctrness.") or re.fullmatch(r"head\.(cls|bbox)_subnet\.\d+\.bias", k) for k in unexpected)
+    # and the shared keys really were loaded
+    for k in ("head.cls_score.weight", "head.bbox_pred.weight", "head.cls_subnet.0.weight", "backbone.fpn_output3.weight"):
+        torch.testing.assert_close(model.state_dict()[k], sd[k])
+
+
+# ---------------------------------------------------------------------------------------- export
+def _check_export_outputs(model, imgs, boxes, scores, classes):
+    with torch.no_grad():
+        eager = model([{"image": imgs[i]} for i in range(len(imgs))])
+    assert boxes.shape[:2] == scores.shape == classes.shape and boxes.shape[1] == 100
+    for i in range(len(imgs)):
+        inst = eager[i]["instances"]
+        valid = classes[i] >= 0
+        assert torch.equal(valid, scores[i] > 0)
+        assert int(valid.sum()) == len(inst)
+        torch.testing.assert_close(scores[i][valid], inst.scores)
+        torch.testing.assert_close(boxes[i][valid], inst.pred_boxes.tensor, rtol=1e-5, atol=1e-4)
+        assert torch.equal(classes[i][valid], inst.pred_classes)
+        assert torch.all(scores[i][~valid] == 0)
+    assert 0 < int((classes[0] >= 0).sum()) < 100  # the threshold bit: some rows are padding
+
+
+def _export_model(variant):
+    model = build(VARIANTS[variant])
+    model.eval()
+    torch.nn.init.constant_(model.head.bbox_pred.bias, 1.0)  # non-empty boxes (postprocess drops empty ones)
+    imgs = torch.stack([image(5), image(6)])
+    model.test_score_thresh = 0.0
+    # a threshold inside the top-100 scores of image 0, so that some rows become padding
+    model.test_score_thresh = float(_raw_inference(model, imgs[0]).scores.median())
+    return model, imgs
+
+
+@pytest.mark.parametrize("variant", ["DATE-F", "3DMF"])
+def test_torchscript_export_equals_eager(variant, tmp_path):
+    model, imgs = _export_model(variant)
+    path = str(tmp_path / "date.ts")
+    export_torchscript(model, imgs, path)
+    traced = torch.jit.load(path)
+    graph = str(traced.inlined_graph)
+    assert "nms" not in graph and "o2m" not in graph  # one NMS-free graph without the o2m branch
+    assert not any("o2m" in k for k in traced.state_dict())
+    with torch.no_grad():
+        boxes, scores, classes = traced(imgs)
+    _check_export_outputs(model, imgs, boxes, scores, classes)
+    assert any(k.startswith("head.o2m_") for k in model.state_dict())  # the model itself is untouched
+
+
+@pytest.mark.parametrize("variant", ["DATE-F", "DATE-R"])
+def test_torch_export_equals_eager(variant):
+    model, imgs = _export_model(variant)
+    ep = export_program(model, imgs)
+    assert "nms" not in str(ep.graph)
+    assert not any("o2m" in k for k in ep.state_dict)
+    with torch.no_grad():
+        boxes, scores, classes = ep.module()(imgs)
+    _check_export_outputs(model, imgs, boxes, scores, classes)
+
+
+# --------------------------------------------------------------------------------------- configs
+@pytest.mark.parametrize("config", DATE_CONFIGS)
+def test_config_loads_instantiates_and_round_trips(config, tmp_path):
+    cfg = LazyConfig.load(os.path.join(ROOT, config))
+    path = str(tmp_path / "cfg.yaml")
+    LazyConfig.save(cfg, path)
+    assert not os.path.exists(path + ".pkl"), "config must save as YAML, not pickle"
+    again = LazyConfig.load(path)
+    LazyConfig.save(again, path + "2.yaml")
+    assert open(path).read() == open(path + "2.yaml").read()
+    model = instantiate(again.model)
+    assert isinstance(model, DATE)
+    again.optimizer.params.model = model
+    opt = instantiate(again.optimizer)
+    assert isinstance(opt, torch.optim.AdamW)
+    base_lr = again.optimizer.lr
+    backbone_ids = {id(p) for p in model.backbone.parameters()}
+    for group in opt.param_groups:
+        in_backbone = {id(p) in backbone_ids for p in group["params"]}
+        assert len(in_backbone) == 1
+        assert math.isclose(group["lr"], base_lr * (0.1 if in_backbone.pop() else 1.0))
+    assert again.train.clip_grad.enabled and again.train.clip_grad.clip_type == "full_model"
+    sched = instantiate(again.lr_multiplier)
+    assert 0 < sched(0.0) < sched(0.99) or sched(0.99) < 1  # warm-up then decay
+    lr_cfg = again.lr_multiplier
+    if "instant" not in config:
+        assert math.isclose(base_lr, 4e-4) and again.train.clip_grad.clip_value == 0.1
+        assert math.isclose(sched(0.0), 0.001, rel_tol=1e-6)
+        assert math.isclose(lr_cfg.warmup_length * again.train.max_iter, 1000, rel_tol=1e-3)
+        assert lr_cfg.scheduler.num_updates == again.train.max_iter
+    if "3x" in config:
+        iters_per_epoch = 117266 / 16
+        assert abs(again.train.max_iter - 36 * iters_per_epoch) < 1
+        assert [m / iters_per_epoch for m in lr_cfg.scheduler.milestones] == pytest.approx([24, 33], abs=1e-3)
+    if "_R_" in config:
+        assert model.o2m == "retinanet" and model.head.num_anchors == 9
+    if "3dmf" in config:
+        assert model.head.max_filter is not None
+    if "crowdhuman" in config:
+        assert model.max_detections_per_image == 500 and model.o2o_matcher == "onenet_cost"
+    if "R101" in config:
+        assert len(model.backbone.bottom_up.res4) == 23
+
+
+# -------------------------------------------------------------------------------------- CrowdHuman
+def test_crowdhuman_odgt_parsing(tmp_path):
+    from PIL import Image
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+    from detectron2.structures import BoxMode
+
+    from alignment_det.data.crowdhuman import load_crowdhuman_odgt, register_crowdhuman
+
+    root = tmp_path / "Images"
+    root.mkdir()
+    Image.new("RGB", (64, 48)).save(root / "img_a.jpg")
+    recs = [
+        {
+            "ID": "img_a",
+            "gtboxes": [
+                {"tag": "person", "fbox": [1, 2, 30, 40], "vbox": [5, 5, 5, 5], "extra": {"ignore": 0}},
+                {"tag": "person", "fbox": [10, 10, 5, 5], "extra": {"ignore": 1}},
+                {"tag": "mask", "fbox": [20, 0, 10, 10], "extra": {}},
+            ],
+        },
+        {"ID": "img_b", "height": 100, "width": 200, "gtboxes": []},
+    ]
+    odgt = tmp_path / "ann.odgt"
+    odgt.write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+    dicts = load_crowdhuman_odgt(str(odgt), str(root))
+    assert [d["image_id"] for d in dicts] == ["img_a", "img_b"]
+    a, b = dicts
+    assert (a["height"], a["width"]) == (48, 64)  # from the image header
+    assert (b["height"], b["width"]) == (100, 200) and b["annotations"] == []
+    assert a["file_name"] == str(root / "img_a.jpg")
+    assert [x["bbox"] for x in a["annotations"]] == [[1, 2, 30, 40], [10, 10, 5, 5], [20, 0, 10, 10]]
+    assert [x["iscrowd"] for x in a["annotations"]] == [0, 1, 1]
+    assert all(x["category_id"] == 0 and x["bbox_mode"] == BoxMode.XYWH_ABS for x in a["annotations"])
+
+    register_crowdhuman("crowdhuman_test_tiny", str(odgt), str(root))
+    register_crowdhuman("crowdhuman_test_tiny", str(odgt), str(root))  # idempotent
+    with pytest.raises(ValueError):
+        register_crowdhuman("crowdhuman_test_tiny", str(odgt) + "x", str(root))
+    assert MetadataCatalog.get("crowdhuman_test_tiny").thing_classes == ["person"]
+    assert len(DatasetCatalog.get("crowdhuman_test_tiny")) == 2
+    bad = tmp_path / "bad.odgt"
+    bad.write_text('{"gtboxes": []}\n')
+    with pytest.raises(ValueError, match="bad.odgt:1"):
+        load_crowdhuman_odgt(str(bad), str(root))
+
+
+# ------------------------------------------------------------------------------ train_net.py CLI
+def test_instant_test_trains_then_eval_only_prints_ap(tmp_path):
+    env = dict(os.environ, ALIGNMENT_DET_CACHE=os.environ.get("ALIGNMENT_DET_CACHE", str(tmp_path / "cache")))
+    out = str(tmp_path / "out")
+    common = [sys.executable, os.path.join(ROOT, "train_net.py"), "--config-file", INSTANT]
+    train = subprocess.run(
+        common + ["train.max_iter=10", f"train.output_dir={out}", "train.checkpointer.period=1000"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+    )
+    assert train.returncode == 0, train.stderr[-3000:]
+    final = os.path.join(out, "model_final.pth")
+    assert os.path.isfile(final)
+    metrics = [json.loads(line) for line in open(os.path.join(out, "metrics.json"))]
+    assert any("date/num_o2o_matched" in m and "loss_o2m_cls" in m for m in metrics)
+    ev = subprocess.run(
+        common + ["--eval-only", f"train.init_checkpoint={final}", f"train.output_dir={out}"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+    )
+    assert ev.returncode == 0, ev.stderr[-3000:]
+    text = ev.stdout + ev.stderr
+    m = re.search(r"copypaste: ([-\d.nan]+),", text.split("copypaste: AP,AP50")[-1])
+    assert "copypaste: AP,AP50" in text and m is not None
+    ap = float(m.group(1))
+    assert math.isnan(ap) or 0.0 <= ap <= 100.0
