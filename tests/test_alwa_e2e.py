@@ -18,6 +18,8 @@ from detectron2.config import LazyCall as L  # noqa: E402
 from detectron2.config import LazyConfig, instantiate  # noqa: E402
 from detectron2.layers import ShapeSpec  # noqa: E402
 from detectron2.modeling import FCOS, GeneralizedRCNN, RetinaNet  # noqa: E402
+
+from alignment_det.modeling.meta_arch import RetinaNetConf  # noqa: E402
 from detectron2.modeling.backbone import ResNet  # noqa: E402
 from detectron2.structures import Boxes, Instances  # noqa: E402
 from detectron2.utils.events import EventStorage  # noqa: E402
@@ -62,6 +64,9 @@ def tiny_model(kind, *, period=3, **alwa):
     elif kind == "fcos":
         cfg = load_config(config_path("configs/fcos_alwa_R50.py"), [f"model.period={period}"])
         cfg.model.model = load_config(instant_config("fcos_instant_test.py")).model
+    elif kind == "retinanet_conf":  # composition with one of the project's own methods
+        cfg = load_config(config_path("configs/retinanet_conf_alwa_R50.py"), [f"model.period={period}"])
+        cfg.model.model = load_config(instant_config("retinanet_conf_instant_test.py")).model
     elif kind == "faster_rcnn":
         cfg = load_config(config_path("configs/faster_rcnn_alwa_R50.py"), [f"model.period={period}"])
         tiny_faster_rcnn_node(cfg.model.model)
@@ -115,13 +120,14 @@ KINDS = {
     "retinanet": (RetinaNet, "loss_cls", "loss_box_reg", ()),
     "fcos": (FCOS, "loss_fcos_cls", "loss_fcos_loc", ("loss_fcos_ctr",)),
     "faster_rcnn": (GeneralizedRCNN, "loss_rpn_cls", "loss_rpn_loc", ("loss_cls", "loss_box_reg")),
+    "retinanet_conf": (RetinaNetConf, "loss_cls", "loss_box_reg", ("loss_obj",)),
 }
 # Batches fed to each kind so that the classification statistic exceeds the regression one
 # within the 3-step window and α really updates: other images every step for the one-stage
 # heads; for the RPN one fixed batch, because its sampled BCE starts at ≈ log 2 on every
 # image (no spread) and only its decrease under SGD spreads it, while the RPN's L1 on a
 # fixed batch barely moves.
-FIXED_BATCH = {"retinanet": False, "fcos": False, "faster_rcnn": True}
+FIXED_BATCH = {"retinanet": False, "fcos": False, "faster_rcnn": True, "retinanet_conf": False}
 
 
 # ----------------------------------------------------------------------------- the hook
@@ -416,6 +422,7 @@ ALWA_CONFIGS = {
     "configs/retinanet_alwa_R50.py": (RetinaNet, ["loss_cls"], ["loss_box_reg"], "ALWA_2", 100, "smooth_l1"),
     "configs/fcos_alwa_R50.py": (FCOS, ["loss_fcos_cls"], ["loss_fcos_loc"], "ALWA_2", 100, None),
     "configs/faster_rcnn_alwa_R50.py": (GeneralizedRCNN, ["loss_rpn_cls"], ["loss_rpn_loc"], "ALWA_2", 100, None),
+    "configs/retinanet_conf_alwa_R50.py": (RetinaNetConf, ["loss_cls"], ["loss_box_reg"], "ALWA_2", 100, "smooth_l1"),
     "configs/quick_schedules/retinanet_alwa_instant_test.py": (RetinaNet, ["loss_cls"], ["loss_box_reg"], "ALWA_2", 10, "smooth_l1"),
 }
 
