@@ -34,22 +34,12 @@ from torch import nn
 
 from alignment_det.balancing.alwa import ALWA
 
+from .events import put_scalars
+
 __all__ = ["with_alwa", "get_alwa", "ALWA_WEIGHT_KEY"]
 
 #: Name of the scalar logged to Detectron2's EventStorage every training step.
 ALWA_WEIGHT_KEY = "alwa_weight"
-
-
-def _put_scalar(name: str, value: float) -> None:
-    try:
-        from detectron2.utils.events import get_event_storage
-
-        storage = get_event_storage()
-    except (ImportError, AssertionError):  # outside an EventStorage (plain unit use)
-        return
-    # smoothing_hint=False: metrics.json then records the exact value of the logged step,
-    # not a 20-step median, so the weight can be plotted and compared across runs.
-    storage.put_scalar(name, value, smoothing_hint=False)
 
 
 def _alwa_forward_hook(module: nn.Module, args, output):
@@ -61,7 +51,8 @@ def _alwa_forward_hook(module: nn.Module, args, output):
     # of a full window only applies from the next step on).
     applied = alwa.weight
     weighted = alwa(output)
-    _put_scalar(ALWA_WEIGHT_KEY, applied)
+    # Exact per-step values (not a 20-step median), so the weight can be plotted and compared.
+    put_scalars(smoothing_hint=False, **{ALWA_WEIGHT_KEY: applied})
     return weighted
 
 

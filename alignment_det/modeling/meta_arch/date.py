@@ -27,7 +27,6 @@ from detectron2.modeling.matcher import Matcher
 from detectron2.modeling.meta_arch.dense_detector import permute_to_N_HWA_K
 from detectron2.modeling.meta_arch.fcos import FCOS
 from detectron2.structures import Boxes, ImageList, Instances, pairwise_iou
-from detectron2.utils.events import get_event_storage
 from fvcore.nn import sigmoid_focal_loss_jit
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
@@ -39,6 +38,8 @@ from alignment_det.layers.max_filter_3d import fuse_filter_logits
 from alignment_det.losses.date_losses import fcos_o2m_losses, ltrb_to_boxes, o2o_losses
 from alignment_det.utils.boxes import box_xyxy_to_cxcywh
 from alignment_det.utils.comm import all_reduce_mean
+
+from ..events import put_scalars
 
 __all__ = ["DATE", "backbone_lr_factor", "onenet_cost_assign"]
 
@@ -60,15 +61,6 @@ def backbone_lr_factor(factor: float = 0.1):
         return factor if name.startswith("backbone.") else 1.0
 
     return lr_factor_func
-
-
-def _put_scalar(name: str, value: float) -> None:
-    """Log to the current EventStorage; silently skipped outside one (e.g. plain inference scripts)."""
-    try:
-        storage = get_event_storage()
-    except AssertionError:
-        return
-    storage.put_scalar(name, value)
 
 
 @torch.no_grad()
@@ -319,10 +311,14 @@ class DATE(FCOS):
         o2m = {k: v * self.lambda_o2m for k, v in o2m.items()}
 
         num_images = max(len(gt_instances), 1)
-        _put_scalar("date/num_o2o_matched", sum(int(m[0].numel()) for m in matches) / num_images)
-        _put_scalar("date/num_o2m_pos", num_pos / num_images)
-        _put_scalar("date/loss_o2o", float(sum(v.detach() for v in losses.values())))
-        _put_scalar("date/loss_o2m", float(sum(v.detach() for v in o2m.values())))
+        put_scalars(
+            **{
+                "date/num_o2o_matched": sum(int(m[0].numel()) for m in matches) / num_images,
+                "date/num_o2m_pos": num_pos / num_images,
+                "date/loss_o2o": float(sum(v.detach() for v in losses.values())),
+                "date/loss_o2m": float(sum(v.detach() for v in o2m.values())),
+            }
+        )
         losses.update(o2m)
         return losses
 

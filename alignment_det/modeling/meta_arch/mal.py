@@ -17,7 +17,7 @@ with three training-time changes and none at inference:
 MAL adds no parameters: a Detectron2 RetinaNet checkpoint of the same backbone/head loads as is.
 """
 import logging
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional
 
 import torch
 from torch import Tensor
@@ -26,10 +26,11 @@ from detectron2.modeling.box_regression import Box2BoxTransform
 from detectron2.modeling.meta_arch.build import META_ARCH_REGISTRY
 from detectron2.modeling.meta_arch.retinanet import RetinaNet
 from detectron2.structures import Boxes, ImageList, Instances
-from detectron2.utils.events import get_event_storage
 
 from alignment_det.layers.anchor_depression import DEPRESSION_SCHEDULES, AnchorDepression
 from alignment_det.losses.mal_loss import mal_losses
+
+from ..events import current_storage, put_scalars
 
 __all__ = ["MALRetinaNet", "MAL_BOX_CODER_WEIGHTS", "MAL_SELECTION_MODES"]
 
@@ -39,14 +40,6 @@ logger = logging.getLogger(__name__)
 MAL_BOX_CODER_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
 # A1: "schedule" = the paper's all -> top-1 selection; "all" = the released code (whole bag).
 MAL_SELECTION_MODES = ("schedule", "all")
-
-
-def _storage_or_none():
-    """The current EventStorage, or None outside a trainer / ``with EventStorage()`` block."""
-    try:
-        return get_event_storage()
-    except (AssertionError, IndexError):  # IndexError when asserts are stripped (python -O)
-        return None
 
 
 @META_ARCH_REGISTRY.register()
@@ -133,7 +126,7 @@ class MALRetinaNet(RetinaNet):
 
     def current_iter(self) -> int:
         """``t``: ``get_event_storage().iter`` inside a trainer, else the value of :meth:`set_iter` (0)."""
-        storage = _storage_or_none()
+        storage = current_storage()
         return int(storage.iter) if storage is not None else self._fallback_iter
 
     def selection_progress(self, iteration: int) -> Optional[float]:
@@ -161,7 +154,7 @@ class MALRetinaNet(RetinaNet):
         predictions = self.head(features)
         gt_instances = [x["instances"].to(self.device) for x in batched_inputs]
         losses = self.forward_training(images, features, predictions, gt_instances, iteration=iteration)
-        self._put_scalar("mal/depression_ratio", ratio)
+        put_scalars(smoothing_hint=False, **{"mal/depression_ratio": ratio})
         return losses
 
     def forward_training(
@@ -225,12 +218,7 @@ class MALRetinaNet(RetinaNet):
         )
         # A statistic, not a loss: the trainer sums every value of the returned dict.
         num_selected = out.pop("num_selected")
-        self._put_scalar("mal/num_selected_per_bag", float(num_selected))
+        # Schedule values, not noisy measurements: log each step's value, not a 20-step median.
+        put_scalars(smoothing_hint=False, **{"mal/num_selected_per_bag": float(num_selected)})
         return out
 
-    @staticmethod
-    def _put_scalar(name: str, value: float) -> None:
-        storage = _storage_or_none()
-        if storage is not None:
-            # Schedule values, not noisy measurements: log each step's value, not a 20-step median.
-            storage.put_scalar(name, value, smoothing_hint=False)

@@ -19,25 +19,16 @@ import torch
 from detectron2.layers import batched_nms, cat
 from detectron2.modeling.meta_arch import RetinaNet
 from detectron2.structures import Boxes, ImageList, Instances
-from detectron2.utils.events import get_event_storage
 from torch import Tensor
 
 from alignment_det.layers.score_fusion import DEFAULT_FUSION_ALPHA, fuse_scores
 from alignment_det.losses.objectness import iou_targets, objectness_loss
 
+from ..events import put_scalars
+
 __all__ = ["RetinaNetConf"]
 
 _OBJ_LOSS_TYPES = ("ce", "gfocal")
-
-
-def _put_scalars(**values) -> None:
-    """Log to the current EventStorage; a no-op outside one (e.g. a bare forward in a script)."""
-    try:
-        storage = get_event_storage()
-    except AssertionError:  # Detectron2 asserts when no EventStorage is open
-        return
-    for name, value in values.items():
-        storage.put_scalar(name, value)
 
 
 class RetinaNetConf(RetinaNet):
@@ -152,7 +143,7 @@ class RetinaNetConf(RetinaNet):
         if targets.numel() > 0:
             with torch.no_grad():
                 stats = torch.stack([obj_logits[pos_img, pos_anchor].sigmoid().mean(), targets.mean()]).tolist()
-            _put_scalars(obj_pred_mean_pos=stats[0], obj_target_mean_pos=stats[1])
+            put_scalars(obj_pred_mean_pos=stats[0], obj_target_mean_pos=stats[1])
         return losses
 
     # ----------------------------------------------------------------- inference
