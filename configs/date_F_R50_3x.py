@@ -12,9 +12,8 @@ Schedule arithmetic, 16 images per iteration (8 GPUs x 2), COCO train2017 with D
     decay at epoch 33    = 241,861 iterations
 (~264k iterations; with all 118,287 images it would be 266,146.)
 """
-from detectron2.config import LazyCall as L
-from detectron2.data import transforms as T
 
+from .common.data.augmentations import detr_multiscale_crop
 from .common.schedules import multistep
 from .date_F_R50_1x import dataloader, model, optimizer, train
 
@@ -29,24 +28,5 @@ train.max_iter = MAX_ITER
 train.output_dir = "./output/date_F_R50_3x"
 dataloader.train.total_batch_size = IMAGES_PER_BATCH
 
-# DETR-style augmentation (the DATE code's coco_det_3x): flip; with probability 0.5 resize the short
-# side to 400/500/600 and take a random crop of 384-600 px; then multi-scale 480..800 (max 1333).
-# The crop branch followed by the final resize is the AutoAugment policy's second branch; without it
-# the final resize alone is its first branch.
-dataloader.train.mapper.augmentations = [
-    L(T.RandomFlip)(horizontal=True),
-    L(T.RandomApply)(
-        tfm_or_aug=L(T.AugmentationList)(
-            augs=[
-                L(T.ResizeShortestEdge)(short_edge_length=(400, 500, 600), max_size=1333, sample_style="choice"),
-                L(T.RandomCrop)(crop_type="absolute_range", crop_size=(384, 600)),
-            ]
-        ),
-        prob=0.5,
-    ),
-    L(T.ResizeShortestEdge)(
-        short_edge_length=(480, 512, 544, 576, 608, 640, 672, 704, 736, 768, 800),
-        max_size=1333,
-        sample_style="choice",
-    ),
-]
+# DETR-style multi-scale + random-crop augmentation, as the DATE code's coco_det_3x.
+dataloader.train.mapper.augmentations = detr_multiscale_crop(range(480, 801, 32), max_size=1333)

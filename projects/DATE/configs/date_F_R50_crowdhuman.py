@@ -18,6 +18,7 @@ from detectron2.evaluation import COCOEvaluator
 
 from alignment_det.data.crowdhuman import crowdhuman_dataset_dicts
 
+from ....configs.common.data.augmentations import detr_multiscale_crop
 from ....configs.common.schedules import multistep
 from ....configs.date_F_R50_1x import dataloader, model, optimizer, train
 
@@ -31,19 +32,7 @@ model.test_topk_candidates = 1000
 dataloader.train.dataset = L(crowdhuman_dataset_dicts)(split="train")
 dataloader.test.dataset = L(crowdhuman_dataset_dicts)(split="val", filter_empty=False)
 SCALES = (640, 672, 704, 736, 768, 800, 832, 864, 896)
-dataloader.train.mapper.augmentations = [
-    L(T.RandomFlip)(horizontal=True),
-    L(T.RandomApply)(
-        tfm_or_aug=L(T.AugmentationList)(
-            augs=[
-                L(T.ResizeShortestEdge)(short_edge_length=(400, 500, 600), max_size=1400, sample_style="choice"),
-                L(T.RandomCrop)(crop_type="absolute_range", crop_size=(384, 600)),
-            ]
-        ),
-        prob=0.5,
-    ),
-    L(T.ResizeShortestEdge)(short_edge_length=SCALES, max_size=1400, sample_style="choice"),
-]
+dataloader.train.mapper.augmentations = detr_multiscale_crop(SCALES, max_size=1400)
 dataloader.test.mapper.augmentations = [L(T.ResizeShortestEdge)(short_edge_length=800, max_size=1400)]
 dataloader.evaluator = L(COCOEvaluator)(
     dataset_name="crowdhuman_val", max_dets_per_image=500, output_dir="${...train.output_dir}"
