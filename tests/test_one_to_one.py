@@ -12,6 +12,7 @@ from alignment_det.assigners.one_to_one import (
     empty_center_fallback_mask,
     hungarian_match,
     one_to_one_assign,
+    onenet_cost_assign,
     poto_quality,
 )
 from alignment_det.utils.boxes import pairwise_iou
@@ -272,3 +273,34 @@ def test_matching_runs_on_detached_inputs_and_returns_input_device():
     loc, g = one_to_one_assign(probs, pred, locs, strs, gt, cls)
     assert loc.device == locs.device and not loc.requires_grad
     assert np.all(np.diff(loc.numpy()) > 0)  # sorted by location index
+
+
+# ----------------------------------------------------------------------------- OneNet cost matcher
+def test_onenet_cost_matches_each_gt_to_the_prediction_that_fits_it():
+    # Predictions 0 and 1 are exactly GT 1 and GT 0 (swapped order), same class score:
+    # L1 = 0 and GIoU = 1 on the swapped pairs, so the minimum-cost matching is 0->1, 1->0.
+    gts = torch.tensor([[0.0, 0, 20, 20], [50, 50, 90, 80]])
+    preds = torch.stack([gts[1], gts[0]])
+    probs = torch.full((2, 3), 0.5)
+    loc, gt = onenet_cost_assign(probs, preds, gts, torch.tensor([0, 2]), (100, 100))
+    assert sorted(zip(loc.tolist(), gt.tolist())) == [(0, 1), (1, 0)]
+
+
+def test_onenet_cost_classification_decides_between_equal_boxes():
+    # Both predictions have the same box (equal L1 and GIoU costs), so the focal term
+    # (pos - neg, decreasing in p) decides: each GT goes to the location most confident
+    # about its class.
+    gts = torch.tensor([[10.0, 10, 40, 40], [10, 10, 40, 40]])
+    preds = torch.tensor([[12.0, 12, 38, 38], [12, 12, 38, 38]])
+    probs = torch.tensor([[0.9, 0.1], [0.1, 0.9]])  # location 0 likes class 0, location 1 class 1
+    loc, gt = onenet_cost_assign(probs, preds, gts, torch.tensor([1, 0]), (64, 64))
+    assert sorted(zip(loc.tolist(), gt.tolist())) == [(0, 1), (1, 0)]
+
+
+def test_onenet_cost_edge_cases():
+    probs, preds = torch.rand(3, 2), torch.tensor([[0.0, 0, 5, 5], [5, 5, 10, 10], [0, 0, 10, 10]])
+    loc, gt = onenet_cost_assign(probs, preds, torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), (10, 10))
+    assert loc.numel() == 0 and gt.numel() == 0
+    many = torch.tensor([[0.0, 0, 4, 4]] * 5)
+    loc, gt = onenet_cost_assign(probs, preds, many, torch.zeros(5, dtype=torch.long), (10, 10))
+    assert loc.numel() == 3 and len(set(loc.tolist())) == 3 and len(set(gt.tolist())) == 3

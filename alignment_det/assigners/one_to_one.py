@@ -17,7 +17,13 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from alignment_det.utils.boxes import box_centers, pairwise_iou, point_box_distances
+from alignment_det.utils.boxes import (
+    box_centers,
+    box_xyxy_to_cxcywh,
+    pairwise_giou,
+    pairwise_iou,
+    point_box_distances,
+)
 
 __all__ = [
     "center_prior_mask",
@@ -25,6 +31,7 @@ __all__ = [
     "poto_quality",
     "hungarian_match",
     "one_to_one_assign",
+    "onenet_cost_assign",
 ]
 
 # A level "fits" a box when half its longest side is at most this many strides: the upper bounds of
@@ -232,3 +239,53 @@ def one_to_one_assign(
         sl = slice(start, min(start + gt_chunk_size, G))
         quality[:, sl] = poto_quality(probs[:, gt_classes[sl]], pairwise_iou(boxes, gts[sl]), alpha, mask[:, sl])
     return hungarian_match(quality, mask)
+
+
+@torch.no_grad()
+def onenet_cost_assign(
+    cls_probs: torch.Tensor,
+    pred_boxes: torch.Tensor,
+    gt_boxes: torch.Tensor,
+    gt_classes: torch.Tensor,
+    image_size: Tuple[int, int],
+    *,
+    weights: Tuple[float, float, float] = (2.0, 5.0, 2.0),
+    focal_alpha: float = 0.25,
+    focal_gamma: float = 2.0,
+    eps: float = 1e-12,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """OneNet / mmdet ``HungarianAssigner`` matching for one image (DATE's CrowdHuman o2o matcher, §4.3).
+
+    The alternative to :func:`one_to_one_assign` (POTO) that DATE's CrowdHuman configs use.
+
+    ``cost[r, g] = w_cls·(FL⁺ - FL⁻)(p_r[c_g]) + w_l1·|cxcywh(box_r/S) - cxcywh(B_g/S)|_1
+    - w_giou·GIoU(box_r, B_g)``, ``S = (W, H, W, H)`` of the unpadded image; minimised by Hungarian
+    over every location (no centre prior).
+
+    Args:
+        cls_probs: (R, K) probabilities; pred_boxes: (R, 4) XYXY pixels.
+        gt_boxes: (G, 4) XYXY; gt_classes: (G,) int64; image_size: (H, W).
+
+    Returns:
+        ``(location_idx, gt_idx)`` int64 (M,), M = min(R, G).
+    """
+    device = cls_probs.device
+    R, G = cls_probs.shape[0], gt_boxes.shape[0]
+    if R == 0 or G == 0:
+        e = torch.empty(0, dtype=torch.long, device=device)
+        return e, e.clone()
+    w_cls, w_l1, w_giou = weights
+    p = cls_probs.detach().float()[:, gt_classes]  # (R, G)
+    neg = -(1 - p + eps).log() * (1 - focal_alpha) * p.pow(focal_gamma)
+    pos = -(p + eps).log() * focal_alpha * (1 - p).pow(focal_gamma)
+    h, w = float(image_size[0]), float(image_size[1])
+    scale = torch.tensor([w, h, w, h], dtype=torch.float32, device=device)
+    boxes, gts = pred_boxes.detach().float(), gt_boxes.float()
+    l1 = torch.cdist(box_xyxy_to_cxcywh(boxes / scale), box_xyxy_to_cxcywh(gts / scale), p=1)
+    cost = w_cls * (pos - neg) + w_l1 * l1 - w_giou * pairwise_giou(boxes, gts)
+    cost_np = cost.cpu().numpy()
+    r, c = linear_sum_assignment(cost_np)
+    return (
+        torch.as_tensor(r, dtype=torch.long, device=device),
+        torch.as_tensor(c, dtype=torch.long, device=device),
+    )

@@ -25,15 +25,39 @@ def box_centers(boxes: torch.Tensor) -> torch.Tensor:
     return (boxes[:, :2] + boxes[:, 2:]) / 2
 
 
-def pairwise_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
-    """IoU between every pair: (N, 4), (M, 4) XYXY -> (N, M). Empty boxes give 0."""
-    area1, area2 = box_area(boxes1), box_area(boxes2)
+def _pairwise_inter_union(boxes1: torch.Tensor, boxes2: torch.Tensor):
+    """(N, 4), (M, 4) XYXY -> intersection and union areas, (N, M) each."""
     lt = torch.max(boxes1[:, None, :2], boxes2[None, :, :2])
     rb = torch.min(boxes1[:, None, 2:], boxes2[None, :, 2:])
     wh = (rb - lt).clamp(min=0)
     inter = wh[..., 0] * wh[..., 1]
-    union = area1[:, None] + area2[None, :] - inter
+    return inter, box_area(boxes1)[:, None] + box_area(boxes2)[None, :] - inter
+
+
+def _safe_ratio(inter: torch.Tensor, union: torch.Tensor) -> torch.Tensor:
+    """inter / union, 0 where the union is empty."""
     return torch.where(union > 0, inter / union.clamp(min=torch.finfo(inter.dtype).tiny), inter.new_zeros(()))
+
+
+def pairwise_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
+    """IoU between every pair: (N, 4), (M, 4) XYXY -> (N, M). Empty boxes give 0."""
+    return _safe_ratio(*_pairwise_inter_union(boxes1, boxes2))
+
+
+def pairwise_giou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
+    """Generalized IoU between every pair: (N, 4), (M, 4) XYXY -> (N, M) in [-1, 1].
+
+    ``IoU - (C - U) / C`` with ``C`` the smallest enclosing box's area, as
+    ``torchvision.ops.generalized_box_iou``; pairs with an empty enclosing box give their IoU (0)
+    instead of NaN.
+    """
+    inter, union = _pairwise_inter_union(boxes1, boxes2)
+    iou = _safe_ratio(inter, union)
+    enc_lt = torch.min(boxes1[:, None, :2], boxes2[None, :, :2])
+    enc_rb = torch.max(boxes1[:, None, 2:], boxes2[None, :, 2:])
+    enc_wh = (enc_rb - enc_lt).clamp(min=0)
+    enc = enc_wh[..., 0] * enc_wh[..., 1]
+    return torch.where(enc > 0, iou - (enc - union) / enc.clamp(min=torch.finfo(enc.dtype).tiny), iou)
 
 
 def aligned_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
@@ -42,8 +66,7 @@ def aligned_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
     rb = torch.min(boxes1[:, 2:], boxes2[:, 2:])
     wh = (rb - lt).clamp(min=0)
     inter = wh[:, 0] * wh[:, 1]
-    union = box_area(boxes1) + box_area(boxes2) - inter
-    return torch.where(union > 0, inter / union.clamp(min=torch.finfo(inter.dtype).tiny), inter.new_zeros(()))
+    return _safe_ratio(inter, box_area(boxes1) + box_area(boxes2) - inter)
 
 
 def aligned_giou(boxes1: torch.Tensor, boxes2: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:

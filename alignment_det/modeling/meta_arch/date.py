@@ -28,20 +28,17 @@ from detectron2.modeling.meta_arch.dense_detector import permute_to_N_HWA_K
 from detectron2.modeling.meta_arch.fcos import FCOS
 from detectron2.structures import Boxes, ImageList, Instances, pairwise_iou
 from fvcore.nn import sigmoid_focal_loss_jit
-from scipy.optimize import linear_sum_assignment
 from torch import Tensor
-from torchvision.ops import generalized_box_iou
 
 from alignment_det.assigners.fcos_targets import MMDET_FCOS_REGRESS_RANGES, fcos_targets
-from alignment_det.assigners.one_to_one import one_to_one_assign
+from alignment_det.assigners.one_to_one import onenet_cost_assign, one_to_one_assign
 from alignment_det.layers.max_filter_3d import fuse_filter_logits
 from alignment_det.losses.date_losses import fcos_o2m_losses, ltrb_to_boxes, o2o_losses
-from alignment_det.utils.boxes import box_xyxy_to_cxcywh
 from alignment_det.utils.comm import all_reduce_mean
 
 from ..events import put_scalars
 
-__all__ = ["DATE", "backbone_lr_factor", "onenet_cost_assign"]
+__all__ = ["DATE", "backbone_lr_factor"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,54 +58,6 @@ def backbone_lr_factor(factor: float = 0.1):
         return factor if name.startswith("backbone.") else 1.0
 
     return lr_factor_func
-
-
-@torch.no_grad()
-def onenet_cost_assign(
-    cls_probs: Tensor,
-    pred_boxes: Tensor,
-    gt_boxes: Tensor,
-    gt_classes: Tensor,
-    image_size: Tuple[int, int],
-    *,
-    weights: Tuple[float, float, float] = (2.0, 5.0, 2.0),
-    focal_alpha: float = 0.25,
-    focal_gamma: float = 2.0,
-    eps: float = 1e-12,
-) -> Tuple[Tensor, Tensor]:
-    """OneNet / mmdet ``HungarianAssigner`` matching for one image (DATE's CrowdHuman o2o matcher, §4.3).
-
-    ``cost[r, g] = w_cls·(FL⁺ - FL⁻)(p_r[c_g]) + w_l1·|cxcywh(box_r/S) - cxcywh(B_g/S)|_1
-    - w_giou·GIoU(box_r, B_g)``, ``S = (W, H, W, H)`` of the unpadded image; minimised by Hungarian
-    over every location (no centre prior).
-
-    Args:
-        cls_probs: (R, K) probabilities; pred_boxes: (R, 4) XYXY pixels.
-        gt_boxes: (G, 4) XYXY; gt_classes: (G,) int64; image_size: (H, W).
-
-    Returns:
-        ``(location_idx, gt_idx)`` int64 (M,), M = min(R, G).
-    """
-    device = cls_probs.device
-    R, G = cls_probs.shape[0], gt_boxes.shape[0]
-    if R == 0 or G == 0:
-        e = torch.empty(0, dtype=torch.long, device=device)
-        return e, e.clone()
-    w_cls, w_l1, w_giou = weights
-    p = cls_probs.detach().float()[:, gt_classes]  # (R, G)
-    neg = -(1 - p + eps).log() * (1 - focal_alpha) * p.pow(focal_gamma)
-    pos = -(p + eps).log() * focal_alpha * (1 - p).pow(focal_gamma)
-    h, w = float(image_size[0]), float(image_size[1])
-    scale = torch.tensor([w, h, w, h], dtype=torch.float32, device=device)
-    boxes, gts = pred_boxes.detach().float(), gt_boxes.float()
-    l1 = torch.cdist(box_xyxy_to_cxcywh(boxes / scale), box_xyxy_to_cxcywh(gts / scale), p=1)
-    cost = w_cls * (pos - neg) + w_l1 * l1 - w_giou * generalized_box_iou(boxes, gts)
-    cost_np = cost.cpu().numpy()
-    r, c = linear_sum_assignment(cost_np)
-    return (
-        torch.as_tensor(r, dtype=torch.long, device=device),
-        torch.as_tensor(c, dtype=torch.long, device=device),
-    )
 
 
 class DATE(FCOS):
