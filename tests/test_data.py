@@ -83,3 +83,11 @@ def test_crowd_and_degenerate_boxes_are_dropped_by_the_loader(tmp_path):
     out = DatasetMapper(is_train=True, augmentations=[T.NoOpTransform()], image_format="BGR")(d)
     boxes = out["instances"].gt_boxes
     assert len(out["instances"]) == len(d["annotations"]) - 2 and boxes.nonempty().all()
+
+
+def test_missing_crowdhuman_odgt_is_named_before_loading(tmp_path):
+    from alignment_det.data import register_crowdhuman
+
+    register_crowdhuman("ad_test_crowdhuman_missing", str(tmp_path / "annotation_train.odgt"), str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="annotation_train.odgt"):
+        check_datasets(["ad_test_crowdhuman_missing"])

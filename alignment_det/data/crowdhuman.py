@@ -17,8 +17,9 @@ import json
 import os
 from typing import Dict, List, Optional
 
-from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
+
+from .register import register_once
 
 __all__ = ["CROWDHUMAN_CLASSES", "crowdhuman_dataset_dicts", "crowdhuman_root", "load_crowdhuman_odgt", "register_crowdhuman"]
 
@@ -92,14 +93,12 @@ def register_crowdhuman(name: str, odgt_file: str, image_root: str) -> None:
     converts the dicts to COCO json (AP / AP50 / AR); CrowdHuman's mMR is not implemented here.
     """
     odgt_file, image_root = os.fspath(odgt_file), os.fspath(image_root)
-    if name in DatasetCatalog.list():
-        meta = MetadataCatalog.get(name)
-        if meta.get("odgt_file", None) == odgt_file and meta.get("image_root", None) == image_root:
-            return
-        raise ValueError(f"Dataset {name!r} is already registered for other files; pick another name.")
-    DatasetCatalog.register(name, lambda: load_crowdhuman_odgt(odgt_file, image_root))
-    MetadataCatalog.get(name).set(
-        odgt_file=odgt_file, image_root=image_root, thing_classes=list(CROWDHUMAN_CLASSES), evaluator_type="coco"
+    register_once(
+        name,
+        lambda: load_crowdhuman_odgt(odgt_file, image_root),
+        files=dict(odgt_file=odgt_file, image_root=image_root),
+        thing_classes=list(CROWDHUMAN_CLASSES),
+        evaluator_type="coco",
     )
 
 

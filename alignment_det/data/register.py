@@ -1,6 +1,6 @@
 """Idempotent dataset registration and up-front checks with errors that say what to do."""
 import os
-from typing import Iterable, Optional, Sequence
+from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json, register_pascal_voc
@@ -17,22 +17,32 @@ def _same_registration(name: str, **expected) -> bool:
     return all(getattr(meta, k, None) == v for k, v in expected.items())
 
 
-def register_coco_json(name: str, json_file: str, image_root: str, metadata: Optional[dict] = None) -> None:
-    """Register a COCO-json detection dataset under ``name``; calling it again is a no-op.
+def register_once(name: str, loader: Callable[[], List[dict]], *, files: Dict[str, str], **metadata) -> None:
+    """Register ``name`` with ``loader`` and metadata ``files`` + ``metadata``; idempotent.
 
-    Registering the same name for *other* files is an error (Detectron2 would silently
-    keep the first registration's loader but change the metadata).
+    ``files`` (e.g. ``json_file``, ``image_root``) identify the registration: the same name for
+    the same files is a no-op, for *other* files an error (Detectron2 would silently keep the
+    first registration's loader but change the metadata).
     """
-    json_file, image_root = os.fspath(json_file), os.fspath(image_root)
     if name in DatasetCatalog.list():
-        if _same_registration(name, json_file=json_file, image_root=image_root):
+        if _same_registration(name, **files):
             return
-        raise ValueError(
-            f"Dataset {name!r} is already registered for other files "
-            f"({MetadataCatalog.get(name).get('json_file')}); pick another name."
-        )
-    DatasetCatalog.register(name, lambda: load_coco_json(json_file, image_root, name))
-    MetadataCatalog.get(name).set(json_file=json_file, image_root=image_root, evaluator_type="coco", **(metadata or {}))
+        current = {k: MetadataCatalog.get(name).get(k, None) for k in files}
+        raise ValueError(f"Dataset {name!r} is already registered for other files ({current}); pick another name.")
+    DatasetCatalog.register(name, loader)
+    MetadataCatalog.get(name).set(**files, **metadata)
+
+
+def register_coco_json(name: str, json_file: str, image_root: str, metadata: Optional[dict] = None) -> None:
+    """Register a COCO-json detection dataset under ``name``; calling it again is a no-op."""
+    json_file, image_root = os.fspath(json_file), os.fspath(image_root)
+    register_once(
+        name,
+        lambda: load_coco_json(json_file, image_root, name),
+        files=dict(json_file=json_file, image_root=image_root),
+        evaluator_type="coco",
+        **(metadata or {}),
+    )
 
 
 def register_voc(name: str, dirname: str, split: str, year: int = 2007, class_names: Optional[Sequence[str]] = None) -> None:
@@ -57,7 +67,7 @@ def check_datasets(names: Iterable[str]) -> None:
         meta = MetadataCatalog.get(name)
         if getattr(meta, "lazy_files", False):  # written on first load (the synthetic set)
             continue
-        for key in ("json_file", "image_root", "dirname"):
+        for key in ("json_file", "odgt_file", "image_root", "dirname"):
             path = meta.get(key, None)
             if path and not os.path.exists(path):
                 raise FileNotFoundError(
