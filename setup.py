@@ -1,9 +1,12 @@
 #!/usr/bin/env python
 """alignment_det: Detectron2 extension for classification/localization alignment.
 
-torch is the only hard requirement. torchvision and Detectron2 are needed for the
-Detectron2 layer but are not listed: pip cannot resolve them well (Detectron2 is on no
-package index and must be built against the installed torch). README says how.
+torch, numpy and scipy are the only hard requirements (the pure tensor layer). torchvision and
+Detectron2 are needed for the Detectron2 layer but are not listed: torchvision must be the release
+paired with the installed torch, and Detectron2 is on no package index and is built from its git
+commit against that torch. README's two commands install them first. Extras: ``d2`` is what the
+Detectron2 layer imports beyond Detectron2 and Detectron2's own requirements (fvcore, iopath,
+omegaconf, pycocotools, matplotlib, tqdm come with it); ``test`` runs the suite.
 Nothing here imports torch or pkg_resources.
 """
 import os
@@ -47,7 +50,9 @@ setup(
     install_requires=["torch>=2.0", "numpy", "scipy"],
     extras_require={
         "test": ["pytest"],
-        # What the Detectron2 layer uses besides Detectron2 itself (installed from source).
-        "d2": ["opencv-python-headless", "tqdm", "matplotlib", "pycocotools", "fvcore", "iopath", "omegaconf", "hydra-core"],
+        # What the Detectron2 layer imports beyond Detectron2 and its requirements: OpenCV (the
+        # synthetic dataset, tools/demo.py). A missing one is an ImportError naming this extra
+        # (alignment_det.utils.optional.import_optional).
+        "d2": ["opencv-python-headless"],
     },
 )

@@ -71,7 +71,9 @@ def main(argv=None):
     p.add_argument("opts", nargs=argparse.REMAINDER, help="key=value overrides, e.g. train.init_checkpoint=...")
     args = p.parse_args(argv)
 
-    import cv2
+    from alignment_det.utils.optional import import_optional
+
+    cv2 = import_optional("cv2", extra="d2", package="opencv-python-headless", purpose="tools/demo.py")
     from detectron2.data import MetadataCatalog
     from detectron2.utils.visualizer import Visualizer
     from tqdm import tqdm

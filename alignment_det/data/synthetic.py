@@ -11,6 +11,8 @@ import tempfile
 
 import numpy as np
 
+from alignment_det.utils.optional import import_optional
+
 SYNTHETIC_CLASSES = ("rectangle", "ellipse", "triangle")
 SYNTHETIC_SPLITS = {"synthetic_shapes_train": (64, 0), "synthetic_shapes_val": (16, 1)}  # (images, seed)
 _VERSION = "v1"
@@ -32,8 +34,12 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
+def _cv2():
+    return import_optional("cv2", extra="d2", package="opencv-python-headless", purpose="the synthetic dataset")
+
+
 def _draw(rng: np.random.Generator, img: np.ndarray, cls: int, box) -> None:
-    import cv2
+    cv2 = _cv2()
 
     x0, y0, x1, y1 = (int(round(v)) for v in box)
     colour = tuple(int(c) for c in rng.integers(0, 256, size=3))
@@ -53,8 +59,7 @@ def make_synthetic_coco(out_dir: str, num_images: int, seed: int) -> str:
     Writing goes through a temporary folder renamed into place, so processes that
     generate the same split at once (``--num-gpus 2``) never see half a dataset.
     """
-    import cv2
-
+    cv2 = _cv2()
     json_path = os.path.join(out_dir, "annotations.json")
     if os.path.isfile(json_path):
         return json_path
