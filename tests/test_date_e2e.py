@@ -19,7 +19,7 @@ from detectron2.structures import Boxes, Instances  # noqa: E402
 from detectron2.utils.events import EventStorage  # noqa: E402
 
 from alignment_det.engine.config import load_config  # noqa: E402
-from alignment_det.modeling.meta_arch.date import DATE  # noqa: E402
+from alignment_det.modeling.meta_arch.date import DATE, backbone_lr_factor  # noqa: E402
 from alignment_det.modeling.meta_arch.date_export import export_program, export_torchscript  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -366,11 +366,20 @@ def test_config_loads_instantiates_and_round_trips(config, tmp_path):
     opt = instantiate(again.optimizer)
     assert isinstance(opt, torch.optim.AdamW)
     base_lr = again.optimizer.lr
-    backbone_ids = {id(p) for p in model.backbone.parameters()}
+    # lr x0.1 on the ResNet only (mmdet's "backbone"): Detectron2's backbone module is the FPN and
+    # holds the ResNet as bottom_up; the FPN's convs and P6/P7 train at the full rate.
+    resnet_ids = {id(p) for p in model.backbone.bottom_up.parameters()}
+    lr_of = {}
     for group in opt.param_groups:
-        in_backbone = {id(p) in backbone_ids for p in group["params"]}
-        assert len(in_backbone) == 1
-        assert math.isclose(group["lr"], base_lr * (0.1 if in_backbone.pop() else 1.0))
+        in_resnet = {id(p) in resnet_ids for p in group["params"]}
+        assert len(in_resnet) == 1
+        assert math.isclose(group["lr"], base_lr * (0.1 if in_resnet.pop() else 1.0))
+        lr_of.update({id(p): group["lr"] for p in group["params"]})
+    names = dict(model.named_parameters())
+    fpn = [n for n in names if n.startswith(("backbone.fpn_", "backbone.top_block."))]
+    assert any(".top_block.p6." in n for n in fpn) and any("fpn_lateral" in n for n in fpn)
+    assert all(math.isclose(lr_of[id(names[n])], base_lr) for n in fpn), "FPN / P6 / P7 must train at the full lr"
+    assert math.isclose(lr_of[id(names["backbone.bottom_up.res3.0.conv1.weight"])], 0.1 * base_lr)
     assert again.train.clip_grad.enabled and again.train.clip_grad.clip_type == "full_model"
     sched = instantiate(again.lr_multiplier)
     assert 0 < sched(0.0) < sched(0.99) or sched(0.99) < 1  # warm-up then decay
@@ -464,3 +473,18 @@ def test_instant_test_trains_then_eval_only_prints_ap(tmp_path):
     assert "copypaste: AP,AP50" in text and m is not None
     ap = float(m.group(1))
     assert math.isnan(ap) or 0.0 <= ap <= 100.0
+
+
+def test_backbone_lr_factor_spares_the_fpn_on_parameter_names():
+    # The names of a built DATE R50 model: the ResNet (bottom_up) gets x0.1, the FPN's lateral and
+    # output convs and P6/P7 (top_block) x1, as mmdet's custom_keys={'backbone': 0.1} (backbone =
+    # ResNet there; FPN = neck), and the head x1.
+    cfg = LazyConfig.load(os.path.join(ROOT, "configs/date_F_R50_1x.py"))
+    model = instantiate(cfg.model)
+    factor = backbone_lr_factor(0.1)
+    got = {n: factor(n) for n, _ in model.named_parameters()}
+    assert {n for n, f in got.items() if f == 0.1} == {"backbone.bottom_up." + n for n, _ in model.backbone.bottom_up.named_parameters()}
+    assert got["backbone.fpn_lateral3.weight"] == got["backbone.fpn_output5.bias"] == 1.0
+    assert got["backbone.top_block.p7.weight"] == got["head.cls_score.weight"] == 1.0
+    # A backbone without FPN (no bottom_up) is the ResNet itself: all of it gets the factor.
+    assert factor("backbone.res2.0.conv1.weight") == 0.1 and factor("head.scales") == 1.0

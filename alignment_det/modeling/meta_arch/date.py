@@ -46,8 +46,13 @@ O2O_MATCHERS = ("poto", "onenet_cost")
 
 
 def backbone_lr_factor(factor: float = 0.1):
-    """``lr_factor_func`` for ``get_default_optimizer_params``: ``factor`` for ``backbone.*``
-    parameters, 1 elsewhere (mmdet ``paramwise_cfg.custom_keys={'backbone': lr_mult 0.1}``).
+    """``lr_factor_func`` for ``get_default_optimizer_params``: ``factor`` for the ResNet (mmdet's
+    ``backbone``), 1 elsewhere (mmdet ``paramwise_cfg.custom_keys={'backbone': lr_mult 0.1}``).
+
+    Detectron2's ``backbone`` module is the FPN and holds the ResNet as ``backbone.bottom_up``;
+    mmdet's ``backbone`` is the ResNet alone, its FPN (``neck``) trains at the full rate. So the
+    factor goes to ``backbone.*`` except the FPN's own layers, ``backbone.fpn_*`` (lateral and
+    output convs) and ``backbone.top_block.*`` (P6/P7). A backbone without FPN gets it whole.
 
     Returned by a factory so that configs can write ``L(backbone_lr_factor)(factor=0.1)`` and survive
     ``LazyConfig.save`` (a bare function value would be pickled).
@@ -55,6 +60,8 @@ def backbone_lr_factor(factor: float = 0.1):
     factor = float(factor)
 
     def lr_factor_func(name: str) -> float:
+        if name.startswith(("backbone.fpn_", "backbone.top_block.")):
+            return 1.0
         return factor if name.startswith("backbone.") else 1.0
 
     return lr_factor_func
