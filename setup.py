@@ -49,5 +49,7 @@ setup(
         "test": ["pytest"],
         # What the Detectron2 layer uses besides Detectron2 itself (installed from source).
         "d2": ["opencv-python-headless", "tqdm", "matplotlib", "pycocotools", "fvcore", "iopath", "omegaconf", "hydra-core"],
+        # tools/analyze_alignment.py and AlignmentEvaluator(tide=True): TIDE errors through hotcoco.
+        "analysis": ["hotcoco>=1.3", "matplotlib", "tqdm"],
     },
 )
