@@ -178,6 +178,14 @@ class AlignmentEvaluator(DatasetEvaluator):
         boxes[:, 1::2] = boxes[:, 1::2].clip(0, out_h)
         return boxes, call.scores.numpy(), call.classes.numpy(), call.kept.numpy()
 
+    def stop_recording(self) -> None:
+        """Restore ``batched_nms`` in the call sites (``evaluate`` does it; for loops that stop early)."""
+        self._recorder.stop()
+
+    def records(self) -> List[dict]:
+        """The per-image records this process collected since ``reset`` (``alignment_metrics`` format)."""
+        return list(self._records)
+
     def evaluate(self):
         self._recorder.stop()
         if self._distributed:
