@@ -7,9 +7,10 @@ detectron2_or_skip()
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from detectron2.config import instantiate  # noqa: E402
-from detectron2.structures import Boxes, Instances, pairwise_iou  # noqa: E402
+from detectron2.structures import Boxes, pairwise_iou  # noqa: E402
 from detectron2.utils.events import EventStorage  # noqa: E402
 from scipy import stats  # noqa: E402
+from _inputs import gt_instances, random_batch  # noqa: E402
 from _cli import instant_config  # noqa: E402
 
 from alignment_det.engine import load_config  # noqa: E402
@@ -17,19 +18,6 @@ from alignment_det.layers.score_fusion import fuse_scores  # noqa: E402
 from alignment_det.modeling.alignment_logging import SCORE_IOU_CORR_KEY, log_score_iou_correlation  # noqa: E402
 from alignment_det.modeling.assignment import training_inputs  # noqa: E402
 
-H, W = 128, 160
-
-
-def _inst(boxes, classes):
-    i = Instances((H, W))
-    i.gt_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4))
-    i.gt_classes = torch.tensor(classes, dtype=torch.long).reshape(-1)
-    return i
-
-
-def _batch(*gts, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return [{"image": torch.rand(3, H, W, generator=g) * 255, "instances": gt} for gt in gts]
 
 
 TWO = ([[10.0, 12, 60, 70], [50, 40, 150, 120]], [0, 2])
@@ -69,7 +57,7 @@ def _spearman(scores, ious):
 
 def test_retinanet_conf_logs_fused_score_against_decoded_iou():
     model = _model("retinanet_conf_instant_test.py")
-    batch = _batch(_inst(*TWO), _inst(*ONE))
+    batch = random_batch(gt_instances(*TWO), gt_instances(*ONE))
     logged = _logged(model, batch)
     # Independently: RetinaNet's labels, the head's outputs, Detectron2's decoding.
     with torch.no_grad():
@@ -92,7 +80,7 @@ def test_retinanet_conf_logs_fused_score_against_decoded_iou():
 
 def test_mal_logs_selected_bag_anchors():
     model = _model("mal_instant_test.py")
-    batch = _batch(_inst(*TWO), _inst(*ONE))
+    batch = random_batch(gt_instances(*TWO), gt_instances(*ONE))
     t = 60  # lambda = .6: m = floor(40 * .4) + 1 = 17 anchors per bag
     logged = _logged(model, batch, iteration=t)
     model.set_iter(t)
@@ -115,8 +103,8 @@ def test_mal_logs_selected_bag_anchors():
 def test_date_logs_o2o_pairs_and_nothing_for_a_single_pair():
     model = _model("date_instant_test.py")
     # One GT in the whole batch -> one matched pair -> no correlation, nothing logged.
-    assert _logged(model, _batch(_inst(*ONE), _inst([], []))) is None
-    batch = _batch(_inst(*TWO), _inst(*ONE))
+    assert _logged(model, random_batch(gt_instances(*ONE), gt_instances([], []))) is None
+    batch = random_batch(gt_instances(*TWO), gt_instances(*ONE))
     logged = _logged(model, batch)
     with torch.no_grad():
         assignment = model.assignment(batch)
@@ -134,4 +122,4 @@ def test_date_logs_o2o_pairs_and_nothing_for_a_single_pair():
 
 def test_baselines_log_nothing():
     # Detectron2's own RetinaNet (here with ALWA) is not a project method and logs no signal.
-    assert _logged(_model("retinanet_alwa_instant_test.py"), _batch(_inst(*TWO), _inst(*ONE))) is None
+    assert _logged(_model("retinanet_alwa_instant_test.py"), random_batch(gt_instances(*TWO), gt_instances(*ONE))) is None

@@ -10,7 +10,8 @@ import sys  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from detectron2.config import instantiate  # noqa: E402
-from detectron2.structures import Boxes, Instances, pairwise_iou  # noqa: E402
+from detectron2.structures import Boxes, pairwise_iou  # noqa: E402
+from _inputs import gt_instances, random_batch  # noqa: E402
 from _cli import REPO, instant_config  # noqa: E402
 
 from alignment_det.assigners.fcos_targets import fcos_targets  # noqa: E402
@@ -24,22 +25,9 @@ from alignment_det.modeling.assignment import (  # noqa: E402
 sys.path.insert(0, os.path.join(REPO, "tools"))
 import visualize_assignment  # noqa: E402
 
-H, W = 128, 160
 
 
-def _inst(boxes, classes):
-    i = Instances((H, W))
-    i.gt_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4))
-    i.gt_classes = torch.tensor(classes, dtype=torch.long).reshape(-1)
-    return i
-
-
-def _batch(*gts):
-    g = torch.Generator().manual_seed(0)
-    return [{"image": torch.rand(3, H, W, generator=g) * 255, "instances": gt} for gt in gts]
-
-
-GTS = _inst([[10.0, 12, 60, 70], [50, 40, 150, 120], [100, 10, 130, 30]], [0, 2, 1])
+GTS = gt_instances([[10.0, 12, 60, 70], [50, 40, 150, 120], [100, 10, 130, 30]], [0, 2, 1])
 
 
 def _model(name, *overrides):
@@ -57,7 +45,7 @@ def test_helpers_by_hand():
 
 def test_retinanet_group_is_detectron2_label_anchors():
     model = _model("retinanet_instant_test.py")
-    batch = _batch(GTS)
+    batch = random_batch(GTS)
     a = label_anchors_assignment(model, batch)[0]
     group = a.groups["iou_matcher"]
     with torch.no_grad():
@@ -73,14 +61,14 @@ def test_retinanet_group_is_detectron2_label_anchors():
 
 
 def test_retinanet_conf_uses_retinanet_labels():
-    conf = _model("retinanet_conf_instant_test.py").assignment(_batch(GTS))[0].groups["iou_matcher"]
-    base = label_anchors_assignment(_model("retinanet_instant_test.py"), _batch(GTS))[0].groups["iou_matcher"]
+    conf = _model("retinanet_conf_instant_test.py").assignment(random_batch(GTS))[0].groups["iou_matcher"]
+    base = label_anchors_assignment(_model("retinanet_instant_test.py"), random_batch(GTS))[0].groups["iou_matcher"]
     assert conf.prior_idx.tolist() == base.prior_idx.tolist() and conf.gt_idx.tolist() == base.gt_idx.tolist()
 
 
 def test_mal_bag_and_selection_follow_the_schedule():
     model = _model("mal_instant_test.py")  # bag size 40, max_iter 100
-    batch = _batch(GTS)
+    batch = random_batch(GTS)
     for t, m in ((0, 40), (60, 17), (99, 1)):  # m = floor(40 (1 - t/100)) + 1
         model.set_iter(t)
         a = model.assignment(batch)[0]
@@ -103,13 +91,13 @@ def test_mal_bag_and_selection_follow_the_schedule():
 def test_date_o2o_and_o2m(variant):
     overrides = ["model.o2m=retinanet", "model.head.num_anchors=9"] if variant == "retinanet" else []
     model = _model("date_instant_test.py", *overrides)
-    a = model.assignment(_batch(GTS, _inst([], [])))
+    a = model.assignment(random_batch(GTS, gt_instances([], [])))
     o2o, o2m = a[0].groups["o2o"], a[0].groups["o2m"]
     assert sorted(o2o.gt_idx.tolist()) == [0, 1, 2] and len(set(o2o.prior_idx.tolist())) == 3
     assert o2o.priors.shape == (3, 2)  # o2o is on points
     if variant == "fcos":
         with torch.no_grad():
-            feats = [model.backbone(model.preprocess_image(_batch(GTS)).tensor)[f] for f in model.head_in_features]
+            feats = [model.backbone(model.preprocess_image(random_batch(GTS)).tensor)[f] for f in model.head_in_features]
             locations, _, levels = model.locations(feats)
         t = fcos_targets(locations, levels, GTS.gt_boxes.tensor, GTS.gt_classes, model.num_classes,
                          regress_ranges=model.o2m_regress_ranges)
