@@ -87,7 +87,7 @@ def test_eval_only_prints_the_table_and_writes_metrics_json(runs, name):
     row = _eval_row(out)
     assert row["iteration"] == CHECKPOINT_ITER
     for key in ("bbox/AP", "alignment/spearman_all", "alignment/ece50", "alignment/olrp", "alignment/olrp_fn",
-                "alignment/nms_misranked_share", "alignment/num_detections", "alignment/iou_score_decile9"):
+                "alignment/nms_misranked_share", "alignment/num_detections", "alignment/iou_by_score_decile-9"):
         assert key in row, key
     assert row["alignment/num_detections"] > 0 and row["alignment/num_gt"] == 34
     assert 0 <= row["alignment/olrp"] <= 1

@@ -146,9 +146,9 @@ def test_project_models_on_the_synthetic_set(name):
     if name.startswith("date"):
         # No NMS: the detections are their own candidates, so nothing can be misranked.
         assert res["nms_misranked_share"] == 0 and res["nms_mean_iou_lost"] == 0
-        assert ev._report["nms_misranking"]["num_images_with_nms"] == 0
+        assert ev.report["nms_misranking"]["num_images_with_nms"] == 0
     else:
-        assert ev._report["nms_misranking"]["num_images_with_nms"] == 16
+        assert ev.report["nms_misranking"]["num_images_with_nms"] == 16
         assert 0 <= res["nms_misranked_share"] <= 1
 
 
@@ -175,7 +175,7 @@ def test_faster_rcnn_second_stage_nms_is_recorded_not_the_rpn():
     model = instantiate(m).eval()
     ev = AlignmentEvaluator(cfg.dataloader.test.dataset.names, distributed=False, nms_min_iou=0.0)
     res = _evaluate(rcnn, model, ev)["alignment"]
-    assert ev._report["nms_misranking"]["num_images_with_nms"] == 16 and ev._nms_mismatch_batches == 0
+    assert ev.report["nms_misranking"]["num_images_with_nms"] == 16 and ev._nms_mismatch_batches == 0
     assert res["num_detections"] > 0 and 0 <= res["nms_misranked_share"] <= 1
 
 

@@ -277,7 +277,7 @@ def test_evaluate_alignment_populations_and_flat_names():
     flat = flat_metrics(rep)
     for key in ("pearson_all", "spearman_all", "kendall_all", "spearman_tp50", "ece50", "mce75", "olrp",
                 "olrp_loc", "olrp_fp", "olrp_fn", "nms_misranked_share", "nms_mean_iou_lost",
-                "iou_score_decile9", "score_iou_bin0"):
+                "iou_by_score_decile-9", "score_by_iou_bin-0"):
         assert key in flat and isinstance(flat[key], float), key
     pairs = score_iou_pairs(images)
     np.testing.assert_allclose(pairs["ious"], [1.0, 1.0, 0.0])

@@ -71,7 +71,7 @@ def ground_truth_records(dataset_dicts: Iterable[dict]) -> Dict[int, dict]:
 
 def format_alignment_table(metrics: Dict[str, float], columns: int = 3) -> str:
     """The scalar metrics as a pipe table of ``columns`` (metric, value) pairs per row."""
-    items = [(k, v) for k, v in metrics.items() if not k.startswith(("iou_score_decile", "score_iou_bin"))]
+    items = [(k, v) for k, v in metrics.items() if "-" not in k]  # per-bin values: in the json report
     flat = list(itertools.chain(*items))
     rows = itertools.zip_longest(*[flat[i:: 2 * columns] for i in range(2 * columns)])
     return tabulate(rows, headers=["metric", "value"] * columns, tablefmt="pipe", floatfmt=".4f", numalign="left")
@@ -124,6 +124,8 @@ class AlignmentEvaluator(DatasetEvaluator):
         self._records: List[dict] = []
         self._nms_mismatch_batches = 0
         self._nms_images = 0
+        #: the full nested report of the last ``evaluate()`` (on rank 0), as in alignment_metrics.json
+        self.report: Optional[dict] = None
 
     # ------------------------------------------------------------------ DatasetEvaluator
     def reset(self):
@@ -228,5 +230,5 @@ class AlignmentEvaluator(DatasetEvaluator):
             with PathManager.open(path, "w") as f:
                 json.dump(report, f, indent=1)
             logger.info("Alignment report written to %s", path)
-        self._report = report
+        self.report = report
         return OrderedDict({RESULTS_KEY: copy.deepcopy(metrics)})

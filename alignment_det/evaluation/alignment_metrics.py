@@ -449,7 +449,8 @@ def evaluate_alignment(
 def flat_metrics(report: Mapping) -> "OrderedDict[str, float]":
     """The scalars of :func:`evaluate_alignment`'s report under short flat names (float values), for
     Detectron2's EventStorage / metrics.json: correlations, ECE/MCE, moLRP and components, NMS
-    misranking, the score-decile and IoU-bin means, and ``tide_*`` when present."""
+    misranking, the score-decile and IoU-bin means (``iou_by_score_decile-i``, ``score_by_iou_bin-i``)
+    and ``tide_*`` when present."""
     out: "OrderedDict[str, float]" = OrderedDict()
     tp_name = f"tp{int(round(report['correlation_params']['tp_iou'] * 100))}"
     for pop, name in (("all", "all"), ("tp", tp_name)):
@@ -468,10 +469,11 @@ def flat_metrics(report: Mapping) -> "OrderedDict[str, float]":
         out["nms_misranked_share"] = float(nms["share"])
         out["nms_mean_iou_lost"] = float(nms["mean_iou_lost"])
         out["nms_num_gt_considered"] = float(nms["num_gt_considered"])
+    # "-" in a name: Detectron2's print_csv_format leaves these per-bin values out of its summary line.
     for i, v in enumerate(report["iou_by_score_decile"]["mean"]):
-        out[f"iou_score_decile{i}"] = float(v)
+        out[f"iou_by_score_decile-{i}"] = float(v)
     for i, v in enumerate(report["score_by_iou_bin"]["mean"]):
-        out[f"score_iou_bin{i}"] = float(v)
+        out[f"score_by_iou_bin-{i}"] = float(v)
     for k, v in report.get("tide", {}).items():
         out[f"tide_{k}"] = float(v)
     out["num_detections"] = float(report["num_detections"])
