@@ -128,8 +128,12 @@ def plot_hexbin(models: "OrderedDict[str, dict]", path: str) -> None:
     # One score range for every panel (so models compare), up to the highest score shown.
     top = max([float(m["pairs"]["scores"].max()) for m in models.values() if len(m["pairs"]["scores"])] + [1e-3])
     ymax = min(1.0, float(np.ceil(top * 1.05 * 20) / 20))
-    fig, axes = plt.subplots(1, n, figsize=(4.6 * n + 0.6, 4.2), squeeze=False)
-    for ax, (name, m) in zip(axes[0], models.items()):
+    cols = 2 if n == 4 else min(n, 3)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols + 0.6, 4.2 * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    for ax, (name, m) in zip(axes.flat, models.items()):
         pairs, rep = m["pairs"], m["report"]
         if len(pairs["scores"]):
             hb = ax.hexbin(pairs["ious"], pairs["scores"], gridsize=25, extent=(0, 1, 0, ymax), bins="log",
