@@ -47,13 +47,45 @@ def eval_checkpoint_path(cfg, resume: bool) -> str:
     return cfg.train.init_checkpoint
 
 
+def checkpoint_iteration(path: str) -> int:
+    """The ``iteration`` a Detectron2 checkpoint was saved at; 0 when it records none (.pkl weights)."""
+    import torch
+    from detectron2.utils.file_io import PathManager
+
+    local = PathManager.get_local_path(path)
+    if not local.endswith(".pth"):
+        return 0
+    return int(torch.load(local, map_location="cpu", weights_only=False).get("iteration", 0))
+
+
+def write_eval_results(output_dir: str, results, iteration: int) -> None:
+    """--eval-only: store the evaluation results as training does (EvalHook + writers), one line in
+    ``metrics.json`` and TensorBoard scalars named ``<task>/<metric>``, at ``iteration``."""
+    from detectron2.evaluation.testing import flatten_results_dict
+    from detectron2.utils.events import EventStorage, JSONWriter, TensorboardXWriter
+
+    flat = {k: float(v) for k, v in flatten_results_dict(results).items()}
+    if not flat:
+        return
+    with EventStorage(iteration) as storage:
+        storage.put_scalars(**flat, smoothing_hint=False)
+        for writer in (JSONWriter(os.path.join(output_dir, "metrics.json")), TensorboardXWriter(output_dir)):
+            writer.write()
+            writer.close()
+
+
 def main(args):
     cfg = load_config(args.config_file, args.opts)
     default_setup(cfg, args)
     setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="alignment_det")
     if args.eval_only:
-        model = build_eval_model(cfg, eval_checkpoint_path(cfg, args.resume))
-        return Trainer.test(cfg, model)
+        checkpoint = eval_checkpoint_path(cfg, args.resume)
+        model = build_eval_model(cfg, checkpoint)
+        results = Trainer.test(cfg, model)
+        if comm.is_main_process() and results:
+            # Detectron2 writes no metrics.json in --eval-only; write the results as EvalHook would.
+            write_eval_results(cfg.train.output_dir, results, checkpoint_iteration(checkpoint))
+        return results
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
     return trainer.train()

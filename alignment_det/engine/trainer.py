@@ -15,10 +15,11 @@ import torch
 from detectron2.config import instantiate
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, default_writers, hooks
 from detectron2.engine.train_loop import TrainerBase
-from detectron2.evaluation import inference_on_dataset, print_csv_format
+from detectron2.evaluation import DatasetEvaluators, inference_on_dataset, print_csv_format
 from detectron2.solver.build import _generate_optimizer_class_with_gradient_clipping
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
+from omegaconf import ListConfig
 
 from .checkpoint import CheckedCheckpointer
 from torch.nn.parallel import DistributedDataParallel
@@ -202,9 +203,13 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name=None):
+        """``dataloader.evaluator``: one evaluator, or a list run together (e.g. COCO + alignment)."""
         if "evaluator" not in cfg.dataloader:
             return None
-        return instantiate(cfg.dataloader.evaluator)
+        evaluator = instantiate(cfg.dataloader.evaluator)
+        if isinstance(evaluator, (list, tuple, ListConfig)):
+            return DatasetEvaluators(list(evaluator))
+        return evaluator
 
     @classmethod
     def test(cls, cfg, model, evaluators=None):
