@@ -10,7 +10,9 @@ from alignment_det.data import get_dataset_dicts
 dataloader = OmegaConf.create()
 
 dataloader.train = L(build_detection_train_loader)(
-    dataset=L(get_dataset_dicts)(names="coco_2017_train"),
+    # strict_boxes=True: malformed boxes (NaN, negative or zero size, outside the image) are an
+    # error; False: they are left out with one warning (alignment_det.data.box_report).
+    dataset=L(get_dataset_dicts)(names="coco_2017_train", strict_boxes=False),
     mapper=L(DatasetMapper)(
         is_train=True,
         augmentations=[
@@ -27,7 +29,7 @@ dataloader.train = L(build_detection_train_loader)(
 )
 
 dataloader.test = L(build_detection_test_loader)(
-    dataset=L(get_dataset_dicts)(names="coco_2017_val", filter_empty=False),
+    dataset=L(get_dataset_dicts)(names="coco_2017_val", filter_empty=False, strict_boxes=False),
     mapper=L(DatasetMapper)(
         is_train=False,
         augmentations=[L(T.ResizeShortestEdge)(short_edge_length=800, max_size=1333)],
