@@ -151,10 +151,10 @@ class CheckedCheckpointer(DetectionCheckpointer):
             raise CheckpointUnreadableError(
                 f"Checkpoint {filename} is unreadable: {_unreadable_reason(filename, e)}."
             ) from None
-        if not isinstance(loaded, dict) or not isinstance(loaded.get("model"), dict):
+        weights = loaded.get("model") if isinstance(loaded, dict) else loaded
+        if not isinstance(weights, dict):
             raise CheckpointUnreadableError(
-                f"Checkpoint {filename} is not a checkpoint: it holds a {type(loaded.get('model', loaded)).__name__}, "
-                "not a dict of tensors."
+                f"Checkpoint {filename} is not a checkpoint: it holds a {type(weights).__name__}, not a dict of tensors."
             )
         return loaded
 

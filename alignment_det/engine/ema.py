@@ -25,7 +25,6 @@ from typing import Dict
 import torch
 from detectron2.engine import HookBase
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
 logger = logging.getLogger("alignment_det")
 
@@ -35,12 +34,11 @@ __all__ = ["EMA_CHECKPOINT_KEY", "ModelEMA", "ModelEMAHook"]
 EMA_CHECKPOINT_KEY = "model_ema"
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, DistributedDataParallel) else model
-
-
 class ModelEMA:
     """EMA of a model's ``state_dict``; a checkpointable (``state_dict`` / ``load_state_dict``).
+
+    Every ``model`` argument below is the module itself, not its DDP wrapper (whose
+    ``state_dict`` keys carry a ``module.`` prefix).
 
     Args (keyword-only):
         decay: d in ``ema = d * ema + (1 - d) * weight``, 0 <= d < 1.
@@ -57,13 +55,13 @@ class ModelEMA:
         """Start the average at the model's current weights (fp32, on their device)."""
         self.state = {
             k: (v.detach().clone().float() if v.is_floating_point() else v.detach().clone())
-            for k, v in _unwrap(model).state_dict().items()
+            for k, v in model.state_dict().items()
         }
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         """One EMA step towards the model's current weights."""
-        for k, v in _unwrap(model).state_dict().items():
+        for k, v in model.state_dict().items():
             avg = self.state[k]
             if avg.is_floating_point():
                 avg.mul_(self.decay).add_(v.detach().float(), alpha=1.0 - self.decay)
@@ -73,13 +71,12 @@ class ModelEMA:
     @contextlib.contextmanager
     def applied_to(self, model: nn.Module):
         """Run the ``with`` block with the EMA weights in ``model``, then put its own back."""
-        inner = _unwrap(model)
-        saved = {k: v.detach().clone() for k, v in inner.state_dict().items()}
-        load_ema_weights(inner, self.state)
+        saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        load_ema_weights(model, self.state)
         try:
             yield model
         finally:
-            inner.load_state_dict(saved)
+            model.load_state_dict(saved)
 
     def state_dict(self) -> Dict[str, torch.Tensor]:
         return self.state
@@ -91,12 +88,11 @@ class ModelEMA:
 @torch.no_grad()
 def load_ema_weights(model: nn.Module, ema_state: Dict[str, torch.Tensor]) -> None:
     """Copy EMA weights into ``model`` (cast to each entry's dtype); every key must be there."""
-    inner = _unwrap(model)
-    current = inner.state_dict()
+    current = model.state_dict()
     missing = sorted(set(current) - set(ema_state))
     if missing:
         raise KeyError(f"The EMA weights lack {len(missing)} of the model's entries (e.g. {missing[:3]}).")
-    inner.load_state_dict({k: ema_state[k].to(dtype=v.dtype, device=v.device) for k, v in current.items()})
+    model.load_state_dict({k: ema_state[k].to(dtype=v.dtype, device=v.device) for k, v in current.items()})
 
 
 class ModelEMAHook(HookBase):

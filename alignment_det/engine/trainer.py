@@ -193,14 +193,14 @@ class Trainer(DefaultTrainer):
         cfg = self.cfg
         ret = [hooks.IterationTimer(), hooks.LRScheduler(scheduler=self.scheduler)]
         if self.model_ema is not None:  # before the checkpointer and evaluation, which use it
-            ret.append(ModelEMAHook(self.model_ema, self.model))
+            ret.append(ModelEMAHook(self.model_ema, _unwrap(self.model)))
         if comm.is_main_process():
             ret.append(hooks.PeriodicCheckpointer(self.checkpointer, **cfg.train.checkpointer))
         use_ema = self.model_ema is not None and cfg.train.model_ema.get("use_ema_for_eval", True)
 
         def test_and_save_results():
             if use_ema:
-                with self.model_ema.applied_to(self.model):
+                with self.model_ema.applied_to(_unwrap(self.model)):
                     self._last_eval_results = self.test(self.cfg, self.model)
             else:
                 self._last_eval_results = self.test(self.cfg, self.model)
@@ -285,7 +285,7 @@ def build_eval_model(cfg, checkpoint: str):
     extra = CheckedCheckpointer(model, cfg.train.output_dir, strict=True).load(checkpoint)
     ema_cfg = cfg.train.get("model_ema", None) or {}
     if EMA_CHECKPOINT_KEY in extra and ema_cfg.get("use_ema_for_eval", True):
-        load_ema_weights(model, extra[EMA_CHECKPOINT_KEY])
+        load_ema_weights(_unwrap(model), extra[EMA_CHECKPOINT_KEY])
         logger.info(
             "Evaluating the EMA weights of %s (train.model_ema.use_ema_for_eval=False evaluates its raw weights).",
             checkpoint,
