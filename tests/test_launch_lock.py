@@ -60,11 +60,15 @@ def _wait_for(condition, timeout, what):
 
 def test_killed_launcher_takes_its_workers_with_it_and_the_run_resumes(tmp_path):
     out = tmp_path / "run"
+    # torch's spawn asks for SIGINT on parent death, which a job started in the background of a
+    # script (`python train_net.py ... &`, SIGINT ignored by POSIX rule) never acts on: its
+    # workers went on training and writing checkpoints. Launch the same way.
     launcher = subprocess.Popen(
         [sys.executable, os.path.join(REPO, "train_net.py"), "--config-file", FCOS, "--num-gpus", "2",
          "--dist-url", "auto", f"train.output_dir={out}", "train.max_iter=100000", "train.log_period=1",
          "train.checkpointer.period=2"],
         cwd=REPO, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     workers = []
     try:

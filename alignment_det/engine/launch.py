@@ -1,13 +1,18 @@
 """Detectron2's ``launch`` with workers that die with their launcher.
 
 ``detectron2.engine.launch`` spawns one process per GPU (or CPU rank) with
-``torch.multiprocessing``; when the launcher is killed (``kill -9``, an OOM kill, a closed
-terminal) nothing stops those workers (Detectron2's own comment: "TODO prctl in spawned
-processes"), and they go on training and writing checkpoints into the output folder.
+``torch.multiprocessing`` (Detectron2's own comment there: "TODO prctl in spawned processes").
+torch's spawn asks the kernel for SIGINT when the parent dies, which is not enough: a job
+started in the background of a script (``python train_net.py ... &``) has SIGINT ignored
+(POSIX), and so do its workers, so when the launcher is killed (``kill -9``, an OOM kill)
+they go on training and writing checkpoints into the output folder; where SIGINT is not
+ignored it arrives as a KeyboardInterrupt, after which the trainer's ``finally`` hooks still
+write.
 
-Here each worker, first thing, asks the kernel to send it SIGKILL when its parent dies
-(Linux ``prctl(PR_SET_PDEATHSIG)`` through ctypes), then checks that the launcher is still
-its parent (it may have died before the ``prctl``). Where ``prctl`` is unavailable (macOS,
+Here each worker, as soon as Detectron2 hands it ``main_func``, asks the kernel to send it
+SIGKILL (which cannot be ignored or caught) when its parent dies (Linux
+``prctl(PR_SET_PDEATHSIG)`` through ctypes, replacing torch's SIGINT), then checks that the
+launcher is still its parent (it may have died before the ``prctl``). Where ``prctl`` is unavailable (macOS,
 Windows) a daemon thread polls the parent pid once a second instead. Checkpoints are written
 atomically (``checkpoint.atomic_open``), so a worker killed mid-write leaves no broken file.
 """
