@@ -27,6 +27,7 @@ def shrink(model, dataloader, optimizer, train, *, output_dir: str, p6p7_from_c5
     dataloader.train = synthetic_dataloader.train
     dataloader.test = synthetic_dataloader.test
     dataloader.evaluator = synthetic_dataloader.evaluator
+    dataloader.reference_batch_size = synthetic_dataloader.reference_batch_size
     optimizer.lr = 0.01
     train.max_iter = INSTANT_MAX_ITER
     train.init_checkpoint = ""

@@ -15,6 +15,7 @@ dataloader.train.mapper.augmentations = [
     L(T.RandomFlip)(horizontal=True),
 ]
 dataloader.train.total_batch_size = 4
+dataloader.reference_batch_size = 4
 dataloader.train.num_workers = 0
 dataloader.test.dataset.names = "synthetic_shapes_val"
 dataloader.test.mapper.augmentations = [L(T.ResizeShortestEdge)(short_edge_length=128, max_size=192)]
