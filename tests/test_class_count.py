@@ -61,6 +61,14 @@ def test_the_evaluators_dataset_is_checked_too(tmp_path, monkeypatch):
     )
     with pytest.raises(ClassCountMismatchError, match=r"evaluator's dataset .*'ad_two_classes' has 2 classes"):
         Trainer.test(cfg, model)
+    # A list of evaluators (COCO + alignment): each one's dataset is checked, and named by index.
+    from omegaconf import OmegaConf
+
+    good = OmegaConf.to_container(cfg.dataloader.evaluator, resolve=True)
+    good["dataset_name"] = "synthetic_shapes_val"
+    cfg.dataloader.evaluator = [good, OmegaConf.to_container(cfg.dataloader.evaluator, resolve=True)]
+    with pytest.raises(ClassCountMismatchError, match=r"dataloader\.evaluator\[1\]\.dataset_name.*'ad_two_classes' has 2"):
+        Trainer.test(cfg, model)
 
 
 def test_a_dataset_without_class_names_is_checked_by_its_category_ids():

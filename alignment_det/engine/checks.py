@@ -5,7 +5,7 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 logger = logging.getLogger("alignment_det")
 
@@ -100,17 +100,24 @@ def check_dataset_classes(cfg, dataset, *, where: str) -> None:
 
 
 def check_evaluator_classes(cfg, evaluator) -> None:
-    """The model's number of classes against the evaluator's dataset (``dataset_name``)."""
+    """The model's number of classes against each evaluator's dataset (``dataset_name``);
+    ``dataloader.evaluator`` may be one evaluator node or a list of them."""
     found = model_num_classes(cfg)
-    name = cfg.dataloader.evaluator.get("dataset_name", None) if "evaluator" in cfg.dataloader else None
-    if found is None or not isinstance(name, str):
+    if found is None or "evaluator" not in cfg.dataloader:
         return
-    classes = MetadataCatalog.get(name).get("thing_classes", None)
-    if classes is None and name in DatasetCatalog.list():
-        DatasetCatalog.get(name)  # a COCO json sets its thing_classes when it is loaded
+    nodes = cfg.dataloader.evaluator
+    nodes = list(nodes) if isinstance(nodes, (list, ListConfig)) else [nodes]
+    for i, node in enumerate(nodes):
+        name = node.get("dataset_name", None) if isinstance(node, (dict, DictConfig)) else None
+        if not isinstance(name, str):
+            continue
         classes = MetadataCatalog.get(name).get("thing_classes", None)
-    if classes is not None and len(classes) != found[1]:
-        _raise_mismatch(*found, "the evaluator's dataset (dataloader.evaluator.dataset_name)", [name], classes)
+        if classes is None and name in DatasetCatalog.list():
+            DatasetCatalog.get(name)  # a COCO json sets its thing_classes when it is loaded
+            classes = MetadataCatalog.get(name).get("thing_classes", None)
+        if classes is not None and len(classes) != found[1]:
+            where = "dataloader.evaluator" + (f"[{i}]" if len(nodes) > 1 else "")
+            _raise_mismatch(*found, f"the evaluator's dataset ({where}.dataset_name)", [name], classes)
 
 
 # ----------------------------------------------------------------------------- batch size
