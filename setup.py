@@ -48,6 +48,8 @@ setup(
     extras_require={
         "test": ["pytest"],
         # What the Detectron2 layer uses besides Detectron2 itself (installed from source).
+        # tools/export.py --format onnx: write the graph and check it in onnxruntime.
+        "export": ["onnx", "onnxruntime"],
         "d2": ["opencv-python-headless", "tqdm", "matplotlib", "pycocotools", "fvcore", "iopath", "omegaconf", "hydra-core"],
     },
 )
