@@ -142,6 +142,17 @@ def test_date_exports_as_one_graph(fmt, tmp_path, capsys):
         assert "nms" not in graph and "o2m" not in graph
 
 
+def test_a_check_without_detections_warns(tmp_path, capsys):
+    # random 3DMF weights: sigma(cls) * sigma(filter) ~ 0.005, below the 0.01 threshold on every location
+    ckpt = random_checkpoint(DATE_INSTANT, tmp_path / "d.pth", ["model.head.use_3dmf=True"])
+    rc, out, err = run_tool(
+        capsys, "--config-file", DATE_INSTANT, "--checkpoint", ckpt, "--format", "torchscript", "--output", tmp_path / "d.ts",
+        "model.head.use_3dmf=True",
+    )
+    assert rc == 0 and printed(out)[0] == 0
+    assert "no detection passed the score threshold" in err
+
+
 # ------------------------------------------------------------------------------ NMS-based methods
 @pytest.mark.parametrize("fmt", ["torchscript", pytest.param("onnx", marks=needs_ort)])
 @pytest.mark.parametrize("name,config,all_scores", NMS_METHODS, ids=[m[0] for m in NMS_METHODS])

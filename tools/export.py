@@ -323,6 +323,12 @@ def main(argv=None) -> int:
         return 2
     print(f"wrote {args.output} ({args.format}, {type(model).__name__}, input {h}x{w})")
     print(f"checked on the sample: {n} detections, max difference to eager {diff:.3g} (tolerance {args.tolerance:g})")
+    if n == 0:
+        print(
+            "warning: no detection passed the score threshold on the sample, so no box or score was compared; "
+            "check again with the threshold at 0 (e.g. model.test_score_thresh=0.0) or another --sample-image",
+            file=sys.stderr,
+        )
     return 0
 
 
