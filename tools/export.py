@@ -22,7 +22,9 @@ How each model is exported:
   around the model's inference (dense detectors: ``model([{"image": x}])``; ``GeneralizedRCNN``:
   ``model.inference(..., do_postprocess=False)``), traced for TorchScript and ONNX (the TorchScript-based
   ``torch.onnx.export``, NMS as ONNX ``NonMaxSuppression``). ``torch_export`` is attempted, and fails
-  on Detectron2's data-dependent post-processing with a message saying so.
+  on Detectron2's data-dependent post-processing with a message saying so. Outputs: Detectron2's
+  flattened ``Instances`` (boxes, classes, scores, image size). Loading such a TorchScript file
+  needs ``import torchvision`` first (it registers the ``torchvision::nms`` op the graph calls).
 
 A layer or op that does not export (Detectron2's deformable convolutions, an op without an ONNX
 symbolic or onnxruntime kernel, data-dependent shapes under torch.export) ends the tool with a message
