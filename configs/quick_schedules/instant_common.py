@@ -13,17 +13,40 @@ CHANNELS = 64
 
 
 def shrink(model, dataloader, optimizer, train, *, output_dir: str, p6p7_from_c5: bool):
-    """Make ``model`` tiny and point ``dataloader`` at the synthetic set; returns the LR multiplier."""
-    # From scratch, FrozenBN would be an identity and the random net diverges: train BN.
-    model.backbone.bottom_up.stem.norm = "BN"
-    model.backbone.bottom_up.stages = L(ResNet.make_default_stages)(depth=18, norm="BN")
-    model.backbone.bottom_up.freeze_at = 0
-    model.backbone.out_channels = CHANNELS
+    """Make the dense detector ``model`` tiny and point ``dataloader`` at the synthetic set;
+    returns the LR multiplier."""
+    _shrink_backbone(model)
     # LastLevelP6P7 reads C5 (512 channels for R18) for RetinaNet, P5 for FCOS.
     model.backbone.top_block.in_channels = 512 if p6p7_from_c5 else CHANNELS
     model.head.input_shape = [ShapeSpec(channels=CHANNELS)] * 5
     model.head.conv_dims = [CHANNELS, CHANNELS]
     model.num_classes = NUM_CLASSES
+    return _shrink_schedule(dataloader, optimizer, train, output_dir=output_dir)
+
+
+def shrink_two_stage(model, dataloader, optimizer, train, *, output_dir: str):
+    """``shrink`` for Faster R-CNN (``GeneralizedRCNN``): tiny RPN and box head, fewer proposals."""
+    _shrink_backbone(model)
+    model.proposal_generator.head.in_channels = CHANNELS
+    model.proposal_generator.pre_nms_topk = (200, 100)
+    model.proposal_generator.post_nms_topk = (64, 64)
+    model.roi_heads.num_classes = NUM_CLASSES
+    model.roi_heads.batch_size_per_image = 64
+    model.roi_heads.box_head.input_shape = ShapeSpec(channels=CHANNELS, height=7, width=7)
+    model.roi_heads.box_head.fc_dims = [2 * CHANNELS]
+    model.roi_heads.box_predictor.input_shape = ShapeSpec(channels=2 * CHANNELS)
+    return _shrink_schedule(dataloader, optimizer, train, output_dir=output_dir)
+
+
+def _shrink_backbone(model):
+    # From scratch, FrozenBN would be an identity and the random net diverges: train BN.
+    model.backbone.bottom_up.stem.norm = "BN"
+    model.backbone.bottom_up.stages = L(ResNet.make_default_stages)(depth=18, norm="BN")
+    model.backbone.bottom_up.freeze_at = 0
+    model.backbone.out_channels = CHANNELS
+
+
+def _shrink_schedule(dataloader, optimizer, train, *, output_dir: str):
     dataloader.train = synthetic_dataloader.train
     dataloader.test = synthetic_dataloader.test
     dataloader.evaluator = synthetic_dataloader.evaluator
