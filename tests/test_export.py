@@ -32,8 +32,8 @@ NMS_METHODS = [
     ("FCOS", "fcos_instant_test.py", "model.test_score_thresh=0.0"),
     ("MAL", "mal_instant_test.py", "model.test_score_thresh=0.0"),
     ("RetinaNetConf", "retinanet_conf_instant_test.py", "model.test_score_thresh=0.0"),
-    ("RetinaNet+ALWA", "retinanet_alwa_instant_test.py", "model.model.test_score_thresh=0.0"),
-    ("FasterRCNN+ALWA", "faster_rcnn_alwa_instant_test.py", "model.model.roi_heads.box_predictor.test_score_thresh=0.0"),
+    ("RetinaNet+ALWA", "retinanet_alwa_instant_test.py", "model.test_score_thresh=0.0"),
+    ("FasterRCNN+ALWA", "faster_rcnn_alwa_instant_test.py", "model.roi_heads.box_predictor.test_score_thresh=0.0"),
 ]
 DATE_INSTANT = instant_config("date_instant_test.py")
 

@@ -30,7 +30,7 @@ def shrink_two_stage(model, dataloader, optimizer, train, *, output_dir: str):
     model.proposal_generator.head.in_channels = CHANNELS
     model.proposal_generator.pre_nms_topk = (200, 100)
     model.proposal_generator.post_nms_topk = (64, 64)
-    model.roi_heads.num_classes = NUM_CLASSES
+    model.num_classes = NUM_CLASSES  # roi_heads.num_classes follows it
     model.roi_heads.batch_size_per_image = 64
     model.roi_heads.box_head.input_shape = ShapeSpec(channels=CHANNELS, height=7, width=7)
     model.roi_heads.box_head.fc_dims = [2 * CHANNELS]
