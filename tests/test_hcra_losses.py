@@ -74,7 +74,7 @@ def test_hcrac_image_without_gt_is_all_negative_with_unit_factors():
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(1, 50, 3, generator=g)
     targets = torch.zeros_like(logits)
-    u = prior_ious(torch.rand(50, 4), torch.zeros(0, 4), torch.full((50,), -1))[None]
+    u = prior_ious(torch.rand(50, 4), torch.zeros(0, 4), torch.zeros(50, dtype=torch.bool), torch.zeros(50, 4))[None]
     assert torch.equal(u, torch.zeros(1, 50))
     out = HCRACLoss(momentum=0.0)(logits, targets, u)
     from alignment_det.losses.ghm import GHMHarmonizer
@@ -90,7 +90,8 @@ def test_prior_ious_by_hand():
     # prior 0 assigned to GT 0: its IoU with GT 0 (100/200 = .5), not the max (1 with GT 1);
     # prior 1 background: max over GTs = 1; prior 2 background far away: 0.
     for chunk in (1, 256):
-        u = prior_ious(pred, gts, torch.tensor([0, -1, -1]), gt_chunk_size=chunk)
+        matched = torch.stack([gts[0], gts[0], gts[0]])  # only row 0 is a positive
+        u = prior_ious(pred, gts, torch.tensor([True, False, False]), matched, gt_chunk_size=chunk)
         torch.testing.assert_close(u, torch.tensor([0.5, 1.0, 0.0]))
 
 

@@ -69,14 +69,20 @@ RCI_MODES = ("mirrored", "literal")
 
 @torch.no_grad()
 def prior_ious(
-    pred_boxes: torch.Tensor, gt_boxes: torch.Tensor, gt_index: torch.Tensor, *, gt_chunk_size: int = 256
+    pred_boxes: torch.Tensor,
+    gt_boxes: torch.Tensor,
+    positive: torch.Tensor,
+    matched_gt_boxes: torch.Tensor,
+    *,
+    gt_chunk_size: int = 256,
 ) -> torch.Tensor:
     """``u`` of HCRA-C for one image: IoU of every prior's predicted box (§3.3).
 
     Args:
         pred_boxes: (R, 4) XYXY predicted (final) boxes, detached inside.
-        gt_boxes: (G, 4) XYXY; G may be 0.
-        gt_index: (R,) int64, the GT a prior is assigned to, -1 for background / ignored.
+        gt_boxes: (G, 4) XYXY, all GTs of the image; G may be 0.
+        positive: (R,) bool, priors assigned to a GT.
+        matched_gt_boxes: (R, 4) the GT each positive is assigned to (other rows are ignored).
         gt_chunk_size: GTs per chunk of the (R, chunk) IoU matrix.
 
     Returns:
@@ -91,8 +97,7 @@ def prior_ious(
         return u
     for start in range(0, G, gt_chunk_size):  # chunks of GTs, not single boxes
         u = torch.maximum(u, pairwise_iou(pred, gts[start : start + gt_chunk_size]).amax(dim=1))
-    pos = gt_index >= 0
-    u[pos] = aligned_iou(pred[pos], gts[gt_index[pos]])
+    u[positive] = aligned_iou(pred[positive], matched_gt_boxes[positive].detach().float())
     return u.nan_to_num_(0.0).clamp_(0.0, 1.0)
 
 

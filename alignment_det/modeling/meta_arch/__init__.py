@@ -2,6 +2,7 @@
 from .atss import ATSS
 from .date import DATE
 from .date_export import DATEExport, export_program, export_torchscript
+from .hcral import HCRALATSS, HCRALRetinaNet
 from .mal import MALRetinaNet
 from .retinanet_conf import RetinaNetConf
 
@@ -9,6 +10,8 @@ __all__ = [
     "ATSS",
     "DATE",
     "DATEExport",
+    "HCRALATSS",
+    "HCRALRetinaNet",
     "MALRetinaNet",
     "RetinaNetConf",
     "export_program",
