@@ -4,7 +4,7 @@ import statistics
 import pytest
 import torch
 
-from alignment_det.assigners.atss import INSIDE_MARGIN, atss_assign
+from alignment_det.assigners.atss import INSIDE_MARGIN, atss_assign, square_anchor_grid
 
 
 def boxes(*rows):
@@ -91,18 +91,6 @@ def test_centre_must_be_inside_by_the_margin():
         assert (r.gt_index[0].item() == 0) is positive, x0
 
 
-def grid_anchors(height, width, strides=(8, 16, 32, 64, 128), scale=8.0):
-    """Square anchors of side scale * stride centred on (j·s, i·s), levels finest first."""
-    out, npl = [], []
-    for s in strides:
-        h, w = -(-height // s), -(-width // s)
-        ys, xs = torch.meshgrid(torch.arange(h) * s, torch.arange(w) * s, indexing="ij")
-        c = torch.stack([xs.reshape(-1), ys.reshape(-1)], 1).float()
-        out.append(torch.cat([c - scale * s / 2, c + scale * s / 2], 1))
-        npl.append(c.shape[0])
-    return torch.cat(out), npl
-
-
 def random_boxes(n, height, width, seed=0, min_side=2.0, max_side=200.0):
     g = torch.Generator().manual_seed(seed)
     wh = torch.rand(n, 2, generator=g) * (max_side - min_side) + min_side
@@ -110,34 +98,46 @@ def random_boxes(n, height, width, seed=0, min_side=2.0, max_side=200.0):
     return torch.cat([xy, xy + wh], 1)
 
 
+def test_square_anchor_grid_by_hand():
+    # 16 x 24 image, strides 8 and 16, scale 2, offset 0.5: level 0 has 2 x 3 cells centred at
+    # x in (4, 12, 20), y in (4, 12), squares of side 16; level 1 has 1 x 2 cells at (8|24, 8), side 32.
+    a, npl = square_anchor_grid(16, 24, strides=(8, 16), scale=2.0)
+    assert npl == [6, 2]
+    assert a[:3].tolist() == [[-4, -4, 12, 12], [4, -4, 20, 12], [12, -4, 28, 12]]
+    assert a[3].tolist() == [-4, 4, 12, 20]
+    assert a[6:].tolist() == [[-8, -8, 24, 24], [8, -8, 40, 24]]
+    # mmdet's anchors (offset 0): the first centre is the image corner
+    assert square_anchor_grid(16, 24, strides=(8,), scale=2.0, offset=0.0)[0][0].tolist() == [-8, -8, 8, 8]
+
+
 def test_level_with_fewer_than_topk_anchors():
     # 64x64 image: levels of 64, 16, 4, 1, 1 anchors; topk 9 -> 9 + 9 + 4 + 1 + 1 candidates.
-    anchors, npl = grid_anchors(64, 64)
+    anchors, npl = square_anchor_grid(64, 64)
     assert npl == [64, 16, 4, 1, 1]
     r = atss_assign(anchors, npl, boxes([10, 10, 50, 50]), topk=9)
     assert (r.gt_index >= 0).any()
     # only one anchor in the whole image: a single candidate (std 0 by definition, not NaN)
-    r = atss_assign(anchors[-1:], [1], boxes([-50, -50, 50, 50]), topk=9)
+    r = atss_assign(anchors[-1:], [1], boxes([0, 0, 100, 100]), topk=9)  # its centre (64, 64) is inside
     assert r.gt_index.tolist() == [0]
 
 
 def test_empty_and_degenerate_ground_truth():
-    anchors, npl = grid_anchors(128, 128)
+    anchors, npl = square_anchor_grid(128, 128)
     r = atss_assign(anchors, npl, torch.zeros(0, 4), num_extra=3)
     assert (r.gt_index == -1).all() and r.num_atss.item() == 0 and r.num_extra.item() == 0
     # zero width, a 0.5 px box between grid points (no anchor centre inside), a box outside the image
     degenerate = boxes([10, 10, 10, 30], [10.2, 10.2, 10.7, 10.7], [500, 500, 540, 540])
     r = atss_assign(anchors, npl, degenerate, num_extra=3)
     assert (r.gt_index == -1).all() and r.num_atss.item() == 0 and r.num_extra.item() == 0
-    # a 0.5 px box that does hold a grid point (16, 16) 0.1 px inside: it may be positive, and is
-    # then positive only on anchors centred at that point.
+    # a 0.5 px box that does hold a prior centre ((16, 16) on the stride-32 level) 0.1 px inside: it may
+    # be positive, and then only on anchors centred at that point.
     r = atss_assign(anchors, npl, boxes([15.9, 15.9, 16.4, 16.4]))
     ctr = (anchors[r.gt_index == 0, :2] + anchors[r.gt_index == 0, 2:]) / 2
     assert (ctr == 16).all()
 
 
 def test_bad_input_is_a_clear_error():
-    anchors, npl = grid_anchors(64, 64)
+    anchors, npl = square_anchor_grid(64, 64)
     with pytest.raises(ValueError, match="NaN or inf"):
         atss_assign(anchors, npl, boxes([0, 0, float("nan"), 10]))
     with pytest.raises(ValueError, match="sums to"):
@@ -152,7 +152,7 @@ def _single_gt_positives(anchors, npl, gt, **kw):
 
 def test_eatss_adds_at_most_l_priors_per_gt_and_never_outside_it():
     """§11.3: per GT, EATSS = ATSS's positives + at most l priors, all with centre inside the GT."""
-    anchors, npl = grid_anchors(256, 320)
+    anchors, npl = square_anchor_grid(256, 320)
     ctr = (anchors[:, :2] + anchors[:, 2:]) / 2
     gts = random_boxes(40, 256, 320, seed=3, min_side=4.0)
     added = []
@@ -176,7 +176,7 @@ def test_eatss_adds_at_most_l_priors_per_gt_and_never_outside_it():
 
 
 def test_chunking_does_not_change_the_result():
-    anchors, npl = grid_anchors(256, 256)
+    anchors, npl = square_anchor_grid(256, 256)
     gts = random_boxes(150, 256, 256, seed=1)
     ref = atss_assign(anchors, npl, gts, num_extra=3, gt_chunk_size=1024)
     for chunk in (1, 7, 64):
@@ -187,7 +187,7 @@ def test_chunking_does_not_change_the_result():
 
 def test_thousand_boxes_on_an_800x1333_image():
     """§3.8: 1,000 GTs on the ~22k priors of an 800x1333 input (chunked; speed is in benchmarks/)."""
-    anchors, npl = grid_anchors(800, 1344)
+    anchors, npl = square_anchor_grid(800, 1344)
     gts = random_boxes(1000, 800, 1344, seed=2, min_side=8.0)
     r = atss_assign(anchors, npl, gts, num_extra=3)
     pos = r.gt_index >= 0

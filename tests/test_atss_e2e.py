@@ -12,38 +12,25 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from detectron2.config import instantiate  # noqa: E402
-from detectron2.structures import Boxes, Instances  # noqa: E402
+from detectron2.structures import Boxes  # noqa: E402
 from detectron2.utils.events import EventStorage  # noqa: E402
 from fvcore.nn import giou_loss  # noqa: E402
 
 from _cli import instant_config, read_metrics, train_net  # noqa: E402
+from alignment_det.assigners.atss import square_anchor_grid  # noqa: E402
 from alignment_det.engine.config import load_config  # noqa: E402
 from alignment_det.modeling.heads import ATSSHead  # noqa: E402
 from alignment_det.modeling.meta_arch import ATSS  # noqa: E402
+# The RetinaNet-Conf tests' tiny 128x160 inputs: image batches, GT Instances, a training step.
+from test_retinanet_conf_e2e import H, W, batch, empty, images, instances, train_losses, two_boxes  # noqa: E402,F401
 
 INSTANT = instant_config("atss_instant_test.py")
-H, W = 128, 160
 
 
 def build(config=INSTANT, *overrides, seed=0):
     cfg = load_config(config, list(overrides))
     torch.manual_seed(seed)
     return instantiate(cfg.model)
-
-
-def instances(boxes, classes):
-    inst = Instances((H, W))
-    inst.gt_boxes = Boxes(torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4))
-    inst.gt_classes = torch.as_tensor(classes, dtype=torch.long).reshape(-1)
-    return inst
-
-
-def empty():
-    return instances(torch.zeros(0, 4), torch.zeros(0))
-
-
-def two_boxes():
-    return instances([[10.0, 12.0, 60.0, 70.0], [50.0, 40.0, 150.0, 120.0]], [0, 2])
 
 
 def crowded(n=300, seed=1, num_classes=3):
@@ -56,23 +43,6 @@ def crowded(n=300, seed=1, num_classes=3):
     b[1] = torch.tensor([30.0, 30.0, 30.0, 70.0])
     b[2] = b[3]
     return instances(b, torch.randint(0, num_classes, (n,), generator=g))
-
-
-def batch(*gts, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return [{"image": torch.rand(3, H, W, generator=g) * 255, "instances": gt} for gt in gts]
-
-
-def images(n=2, seed=0):
-    return [{"image": d["image"]} for d in batch(*[empty()] * n, seed=seed)]
-
-
-def train_losses(model, inputs):
-    model.train()
-    with EventStorage(0) as storage:
-        losses = model(inputs)
-        scalars = {k: v[0] for k, v in storage.latest().items()}
-    return losses, scalars
 
 
 # ---------------------------------------------------------------------------- structure
@@ -98,6 +68,8 @@ def test_assignment_anchors_are_8_stride_squares_on_fcos_locations():
     torch.testing.assert_close((sq[:, :2] + sq[:, 2:]) / 2, (p[:, :2] + p[:, 2:]) / 2)
     torch.testing.assert_close(sq[:, 2] - sq[:, 0], 8 * (p[:, 2] - p[:, 0]))
     assert sorted(set((p[:, 2] - p[:, 0]).tolist())) == [8, 16, 32, 64, 128]
+    # the pure layer's grid (benchmarks, unit tests) is the same set of anchors
+    torch.testing.assert_close(sq, square_anchor_grid(128, 160)[0])
 
 
 # ----------------------------------------------------------------------------- training

@@ -1,10 +1,9 @@
 """GHM harmoniser (ALGORITHMS.md §3.3, §3.8, §11.3). No Detectron2."""
-import json
-
 import pytest
 import torch
 import torch.nn.functional as F
 
+from _gloo import run_gloo
 from alignment_det.losses.ghm import GHMHarmonizer
 from alignment_det.losses.hcra import HCRACLoss
 
@@ -132,29 +131,16 @@ def test_bad_arguments():
 
 
 # ----------------------------------------------------------------------------- DDP (gloo, CPU)
-def _ddp_worker(rank, world, port, out_dir):
-    import torch.distributed as dist
-
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
-    try:
-        g = torch.Generator().manual_seed(10 + rank)
-        h = GHMHarmonizer(bins=10, momentum=0.75)
-        betas = [h(torch.rand(40 + 20 * rank, generator=g)).beta.tolist() for _ in range(3)]
-        with open(f"{out_dir}/rank{rank}.json", "w") as f:
-            json.dump({"acc": h.acc.tolist(), "beta": betas}, f)
-    finally:
-        dist.destroy_process_group()
+def _ghm_on_rank(rank):
+    g = torch.Generator().manual_seed(10 + rank)
+    h = GHMHarmonizer(bins=10, momentum=0.75)
+    betas = [h(torch.rand(40 + 20 * rank, generator=g)).beta.tolist() for _ in range(3)]
+    return {"acc": h.acc.tolist(), "beta": betas}
 
 
 def test_two_process_gloo_counts_are_all_reduced(tmp_path):
     """Each rank's β is what one process holding both ranks' elements computes; both share ``acc``."""
-    import torch.multiprocessing as mp
-    from test_alwa import _free_port
-
-    if not torch.distributed.is_available():
-        pytest.skip("torch.distributed not available in this torch build")
-    mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
-    res = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    res = run_gloo(_ghm_on_rank, tmp_path)
     assert res[0]["acc"] == res[1]["acc"]
     # Reference: one process, both ranks' elements. Counts are means over ranks there, i.e. half the
     # sums: β = tot / acc is the same ratio either way.

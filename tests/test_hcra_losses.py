@@ -1,11 +1,11 @@
 """HCRA-C and HCRA-R on plain tensors (ALGORITHMS.md §3.3, §3.4, §3.8, §11.3). No Detectron2."""
-import json
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from _gloo import run_gloo
 from alignment_det.losses.hcra import (
     HCRACLoss,
     HCRARLoss,
@@ -180,31 +180,18 @@ def test_hcrar_state_round_trip_and_fresh_start():
 
 
 # ----------------------------------------------------------------------------- DDP (gloo, CPU)
-def _ddp_worker(rank, world, port, out_dir):
-    import torch.distributed as dist
-
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
-    try:
-        loss = HCRARLoss()
-        # rank 0 has two positives, rank 1 none (a rank without positives, §6)
-        n = 2 if rank == 0 else 0
-        pred = torch.tensor([[0.0, 0, 10, 10], [2.0, 2, 12, 14]])[:n]
-        gt = torch.tensor([[0.0, 0, 10, 20], [0.0, 0, 10, 10]])[:n]
-        out = loss(pred, gt, torch.tensor([0.8, 0.3])[:n])
-        with open(f"{out_dir}/rank{rank}.json", "w") as f:
-            json.dump({"mean": out.running_mean.item(), "updates": loss.num_updates.item()}, f)
-    finally:
-        dist.destroy_process_group()
+def _hcrar_on_rank(rank):
+    loss = HCRARLoss()
+    # rank 0 has two positives, rank 1 none (a rank without positives, §6)
+    n = 2 if rank == 0 else 0
+    pred = torch.tensor([[0.0, 0, 10, 10], [2.0, 2, 12, 14]])[:n]
+    gt = torch.tensor([[0.0, 0, 10, 20], [0.0, 0, 10, 10]])[:n]
+    out = loss(pred, gt, torch.tensor([0.8, 0.3])[:n])
+    return {"mean": out.running_mean.item(), "updates": loss.num_updates.item()}
 
 
 def test_two_process_running_mean_is_shared_and_a_rank_without_positives_is_fine(tmp_path):
-    import torch.multiprocessing as mp
-    from test_alwa import _free_port
-
-    if not torch.distributed.is_available():
-        pytest.skip("torch.distributed not available in this torch build")
-    mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
-    res = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    res = run_gloo(_hcrar_on_rank, tmp_path)
     # Both ranks: the mean over all positives of the batch (rank 0's two), and one update each.
     _, _, rci = hcrar_factors(
         torch.tensor([[0.0, 0, 10, 10], [2.0, 2, 12, 14]]), torch.tensor([[0.0, 0, 10, 20], [0.0, 0, 10, 10]]),

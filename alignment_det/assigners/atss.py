@@ -25,13 +25,13 @@ in a few tens of MB). IoUs are computed only for the (candidates x GTs) pairs, n
 
 Pure tensor layer: torch only.
 """
-from typing import List, NamedTuple, Optional, Sequence
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 
 from alignment_det.utils.boxes import aligned_iou, box_centers
 
-__all__ = ["ATSSAssignment", "atss_assign", "RANK_IOU_MODES", "INSIDE_MARGIN"]
+__all__ = ["ATSSAssignment", "atss_assign", "square_anchor_grid", "RANK_IOU_MODES", "INSIDE_MARGIN"]
 
 RANK_IOU_MODES = ("anchor", "pred")
 # Step 3's "centre strictly inside": mmdet ATSSAssigner requires min(l, t, r, b) > 0.01 px.
@@ -44,6 +44,30 @@ class ATSSAssignment(NamedTuple):
     gt_index: torch.Tensor  # (R,) int64: assigned GT, -1 = background
     num_atss: torch.Tensor  # () int64: (prior, GT) pairs made positive by ATSS (steps 1-3)
     num_extra: torch.Tensor  # () int64: pairs added by EATSS (steps 5-6)
+
+
+def square_anchor_grid(
+    height: int,
+    width: int,
+    strides: Sequence[int] = (8, 16, 32, 64, 128),
+    scale: float = 8.0,
+    offset: float = 0.5,
+) -> Tuple[torch.Tensor, List[int]]:
+    """ATSS's assignment anchors for an image, without Detectron2: squares of side ``scale·s``
+    centred on ``((j + offset)·s, (i + offset)·s)`` for ``ceil(H/s) x ceil(W/s)`` cells per level,
+    finest level first, row-major within a level. ``offset=0.5`` gives Detectron2's FCOS locations
+    (what :class:`~alignment_det.modeling.meta_arch.ATSS` assigns on); mmdet's ATSS anchors use 0.
+
+    Returns (R, 4) XYXY anchors and the number per level.
+    """
+    out, counts = [], []
+    for s in strides:
+        h, w = -(-int(height) // s), -(-int(width) // s)
+        ys, xs = torch.meshgrid((torch.arange(h) + offset) * s, (torch.arange(w) + offset) * s, indexing="ij")
+        ctr = torch.stack([xs.reshape(-1), ys.reshape(-1)], dim=1).float()
+        out.append(torch.cat([ctr - scale * s / 2, ctr + scale * s / 2], dim=1))
+        counts.append(h * w)
+    return torch.cat(out), counts
 
 
 def _check_inputs(anchors, num_anchors_per_level, gt_boxes, rank_boxes, topk, num_extra):
