@@ -57,6 +57,8 @@ __all__ = [
     "prior_ious",
     "conditioning_factor",
     "residual_factor",
+    "negative_conditioning",
+    "positive_residual",
     "HCRACLoss",
     "HCRACOutput",
     "hcrar_factors",
@@ -101,23 +103,32 @@ def prior_ious(
     return u.nan_to_num_(0.0).clamp_(0.0, 1.0)
 
 
+def negative_conditioning(u: torch.Tensor, mu: float) -> torch.Tensor:
+    """ω of a negative element: ``clamp(1 - u·(u - μ)², 0, 1)``, element-wise in ``u``."""
+    return (1.0 - u * (u - mu) ** 2).clamp(0.0, 1.0)
+
+
+def positive_residual(p: torch.Tensor, u: torch.Tensor, *, theta: float, alpha: float, mode: str) -> torch.Tensor:
+    """``f(RCI)`` of a positive element, ``RCI = p - u + α``: see the module doc for the two modes."""
+    if mode not in RCI_MODES:
+        raise ValueError(f"rci_mode must be one of {RCI_MODES}, got {mode!r}")
+    rci = p - u + alpha
+    if mode == "mirrored":
+        return torch.where(rci < 0, torch.sigmoid(-theta * rci), torch.zeros_like(rci))
+    return torch.where(rci > 0, torch.sigmoid(theta * rci), torch.zeros_like(rci))
+
+
 def conditioning_factor(u: torch.Tensor, y: torch.Tensor, mu: float) -> torch.Tensor:
-    """ω of HCRA-C (without β): ``u`` where ``y = 1``, ``clamp(1 - u·(u - μ)², 0, 1)`` where ``y = 0``.
-    Broadcasting shapes; returns their broadcast shape."""
-    return torch.where(y > 0, u, (1.0 - u * (u - mu) ** 2).clamp(0.0, 1.0))
+    """ω of HCRA-C (without β), element-wise: ``u`` where ``y = 1``, :func:`negative_conditioning`
+    where ``y = 0``. Broadcasting shapes; returns their broadcast shape."""
+    return torch.where(y > 0, u, negative_conditioning(u, mu))
 
 
 def residual_factor(
     p: torch.Tensor, u: torch.Tensor, y: torch.Tensor, *, theta: float, alpha: float, mode: str
 ) -> torch.Tensor:
-    """``f(RCI)`` of HCRA-C, ``RCI = p - u + α``: see the module doc for the two modes."""
-    if mode not in RCI_MODES:
-        raise ValueError(f"rci_mode must be one of {RCI_MODES}, got {mode!r}")
-    rci = p - u + alpha
-    if mode == "mirrored":
-        pos = torch.where(rci < 0, torch.sigmoid(-theta * rci), torch.zeros_like(rci))
-    else:
-        pos = torch.where(rci > 0, torch.sigmoid(theta * rci), torch.zeros_like(rci))
+    """``f(RCI)`` of HCRA-C, element-wise: :func:`positive_residual` where ``y = 1``, 1 where ``y = 0``."""
+    pos = positive_residual(p, u, theta=theta, alpha=alpha, mode=mode)
     return torch.where(y > 0, pos, torch.ones_like(pos))
 
 
@@ -187,11 +198,17 @@ class HCRACLoss(nn.Module):
         y = targets.to(x.dtype)
         with torch.no_grad():
             p = torch.sigmoid(x.detach())
-            u = prior_iou.detach().to(x.dtype)[..., None]
+            u = prior_iou.detach().to(x.dtype)
             ghm = self.ghm((p - y).abs(), None if valid is None else valid[..., None])
-            weight = ghm.beta * conditioning_factor(u, y, self.mu)
+            # ω·f(RCI) is ω_neg(u) (f = 1) for every negative element: one value per prior, so the
+            # (..., K) weight is β times a broadcast, and only the few positive elements are redone.
+            weight = ghm.beta * negative_conditioning(u, self.mu)[..., None]
+            pos = (y > 0).nonzero(as_tuple=True)
+            u_pos = u[pos[:-1]]
+            w_pos = u_pos  # ω of a positive
             if self.use_rci:
-                weight = weight * residual_factor(p, u, y, theta=self.theta, alpha=self.alpha, mode=self.rci_mode)
+                w_pos = w_pos * positive_residual(p[pos], u_pos, theta=self.theta, alpha=self.alpha, mode=self.rci_mode)
+            weight[pos] = ghm.beta[pos] * w_pos
         loss = F.binary_cross_entropy_with_logits(x, y, weight=weight, reduction="sum") / ghm.tot.clamp(min=1.0)
         return HCRACOutput(loss, ghm.num_nonempty_bins)
 
