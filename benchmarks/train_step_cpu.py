@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Training-step cost of two configs in CPU time, whole step or only what follows the head.
+"""Step cost of two configs in CPU time: training step, what follows the head, or inference.
 
     python benchmarks/train_step_cpu.py configs/atss_R50_1x.py configs/hcral_atss_R50_1x.py \
         --boxes 10 100 --threads 1 --scope full after_head
@@ -15,7 +15,8 @@ Scopes:
 * ``after_head``: the backbone and head run once per batch (first model's weights, outputs detached),
   then only ``model.forward_training(...)`` (assignment, losses) and the backward of its losses into
   the head outputs are timed. The two configs must share the head's output layout (e.g. ATSS /
-  HCRALATSS, RetinaNet / HCRALRetinaNet).
+  HCRALATSS, RetinaNet / HCRALRetinaNet);
+* ``infer``: eval-mode forward under ``no_grad`` (as ``compare.py``'s inference step).
 """
 import argparse
 import os
@@ -40,6 +41,16 @@ def _full_step(model, batch):
     return dt, dc
 
 
+@torch.no_grad()
+def _infer_step(model, inputs):
+    model.eval()
+    t0, c0 = time.perf_counter(), time.process_time()
+    model(inputs)
+    dt, dc = time.perf_counter() - t0, time.process_time() - c0
+    model.train()
+    return dt, dc
+
+
 def _after_head_step(model, images, features, predictions, gt_instances):
     preds = [[p.detach().requires_grad_(True) for p in level] for level in predictions]
     t0, c0 = time.perf_counter(), time.process_time()
@@ -58,7 +69,7 @@ def main(argv=None):
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=None, help="torch threads (1: CPU time = work)")
-    p.add_argument("--scope", nargs="+", default=["full", "after_head"], choices=["full", "after_head"])
+    p.add_argument("--scope", nargs="+", default=["full", "after_head"], choices=["full", "after_head", "infer"])
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -76,6 +87,9 @@ def main(argv=None):
         for scope in args.scope:
             if scope == "full":
                 run = lambda m: _full_step(m, batch)  # noqa: E731
+            elif scope == "infer":
+                inputs = [{k: v for k, v in d.items() if k != "instances"} for d in batch]
+                run = lambda m: _infer_step(m, inputs)  # noqa: E731
             else:
                 first = models[0][0]
                 with torch.no_grad():
