@@ -37,6 +37,9 @@ METHODS = [
     ("RetinaNetConf-CELoss_w", "retinanet_conf_instant_test.py", ["model.neg_weight=1e-4"]),
     ("RetinaNet+ALWA", "retinanet_alwa_instant_test.py", []),
     ("FasterRCNN+ALWA", "faster_rcnn_alwa_instant_test.py", []),
+    ("ATSS", "atss_instant_test.py", []),
+    ("HCRAL-ATSS", "hcral_atss_instant_test.py", []),
+    ("HCRAL-RetinaNet", "hcral_retinanet_instant_test.py", []),
 ]
 H, W = 128, 160
 GT_BOXES = [[10.0, 12.0, 70.0, 90.0], [60.0, 30.0, 150.0, 120.0], [5.0, 80.0, 40.0, 126.0]]

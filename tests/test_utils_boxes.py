@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from alignment_det.utils.boxes import (
+    aligned_diou_penalty,
     aligned_giou,
     aligned_iou,
     decode_boxes,
@@ -92,3 +93,9 @@ def test_pairwise_giou_matches_torchvision_when_available():
     xy = torch.rand(30, 2, generator=g) * 100
     boxes = torch.cat([xy, xy + torch.rand(30, 2, generator=g) * 50 + 1], dim=1)
     assert torch.allclose(pairwise_giou(boxes[:12], boxes[12:]), generalized_box_iou(boxes[:12], boxes[12:]), atol=1e-6)
+
+
+def test_diou_penalty_by_hand():
+    # centres (5, 5) and (5, 10): ρ² = 25; enclosing box [0, 0, 10, 20]: c² = 10² + 20² = 500
+    a, b = torch.tensor([[0.0, 0, 10, 10], [0, 0, 4, 4]]), torch.tensor([[0.0, 0, 10, 20], [1, 1, 3, 3]])
+    torch.testing.assert_close(aligned_diou_penalty(a, b), torch.tensor([25 / 500, 0.0]))

@@ -85,6 +85,20 @@ def aligned_giou(boxes1: torch.Tensor, boxes2: torch.Tensor, eps: float = 1e-7) 
     return iou - (enc_area - union) / (enc_area + eps)
 
 
+def aligned_diou_penalty(boxes1: torch.Tensor, boxes2: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """DIoU's distance penalty of row i with row i: (N, 4), (N, 4) XYXY -> (N,) in [0, 1).
+
+    ``rho^2 / c^2``: squared distance between the two centres over the squared diagonal of the
+    smallest box enclosing both (Zheng et al., DIoU; the term ``detectron2.layers.diou_loss``
+    adds to ``1 - IoU``). Two boxes with the same centre give 0.
+    """
+    d = box_centers(boxes1) - box_centers(boxes2)
+    rho2 = d[:, 0] ** 2 + d[:, 1] ** 2
+    enc_wh = torch.max(boxes1[:, 2:], boxes2[:, 2:]) - torch.min(boxes1[:, :2], boxes2[:, :2])
+    c2 = enc_wh[:, 0] ** 2 + enc_wh[:, 1] ** 2
+    return rho2 / (c2 + eps)
+
+
 def encode_boxes(
     anchors: torch.Tensor, targets: torch.Tensor, weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0)
 ) -> torch.Tensor:

@@ -1,8 +1,21 @@
 """Meta-architectures: thin subclasses of Detectron2's RetinaNet / FCOS / GeneralizedRCNN."""
+from .atss import ATSS
 from .date import DATE
 from .date_export import DATEExport, export_program, export_torchscript
+from .hcral import HCRALATSS, HCRALRetinaNet
 from .mal import MALRetinaNet
 from .rcnn import FasterRCNN
 from .retinanet_conf import RetinaNetConf
 
-__all__ = ["DATE", "DATEExport", "FasterRCNN", "MALRetinaNet", "RetinaNetConf", "export_program", "export_torchscript"]
+__all__ = [
+    "ATSS",
+    "DATE",
+    "DATEExport",
+    "FasterRCNN",
+    "HCRALATSS",
+    "HCRALRetinaNet",
+    "MALRetinaNet",
+    "RetinaNetConf",
+    "export_program",
+    "export_torchscript",
+]

@@ -24,3 +24,15 @@ def detr_multiscale_crop(short_edges, max_size: int):
         ),
         L(T.ResizeShortestEdge)(short_edge_length=tuple(short_edges), max_size=max_size, sample_style="choice"),
     ]
+
+
+def resize_flip(short_edge_length, max_size: int = 1333, sample_style: str = "choice"):
+    """mmdetection's standard training pipeline: resize the short side, then flip horizontally.
+
+    ``short_edge_length=800`` is mmdet's single scale (1333, 800); ``(480, 960)`` with
+    ``sample_style="range"`` its ``multiscale_mode='range'`` between (1333, 480) and (1333, 960).
+    """
+    return [
+        L(T.ResizeShortestEdge)(short_edge_length=short_edge_length, max_size=max_size, sample_style=sample_style),
+        L(T.RandomFlip)(horizontal=True),
+    ]

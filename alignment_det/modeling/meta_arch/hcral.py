@@ -1,0 +1,199 @@
+"""HCRAL (arXiv 2408.17182; ALGORITHMS.md §3): HCRA-C / HCRA-R losses and EATSS assignment, on
+:class:`~alignment_det.modeling.meta_arch.atss.ATSS` (the paper's "FCOS+ATSS structure") and on
+Detectron2's ``RetinaNet`` (the paper's RetinaNet ablations, §3.5).
+
+``HCRALATSS`` changes three steps of ATSS, each switchable:
+
+* ``use_eatss``: EATSS adds up to ``l = 3`` priors per GT to the ATSS positives (§3.2);
+* ``use_hcrac``: HCRA-C replaces the focal loss (:class:`~alignment_det.losses.hcra.HCRACLoss`);
+* ``use_hcrar``: HCRA-R replaces the centerness-weighted GIoU loss
+  (:class:`~alignment_det.losses.hcra.HCRARLoss`); with the head's AUX, 1.5 × HCRA-R(initial box)
+  + 2.0 × HCRA-R(refined box), each with its own running mean;
+
+and trains the quality branch on the IoU of the final box (``quality_target="iou"``). Inference is
+ATSS's, unchanged: HCRAL costs nothing at test time.
+
+The HCRA-C / HCRA-R statistics (GHM bin EMA, running mean of RCI_reg) are buffers, so checkpoints
+resume them; an ATSS checkpoint has none and loads with nothing missing (they start fresh).
+
+Logged per step: ``atss/pos_per_gt``, ``atss/eatss_extra_per_gt``, ``hcral/ghm_nonempty_bins``,
+``hcral/hcrar_running_mean`` (besides Detectron2's ``num_pos_anchors``).
+"""
+import copy
+from typing import Dict, List, Optional
+
+import torch
+import torch.nn.functional as F
+from detectron2.layers import cat
+from detectron2.modeling.meta_arch.retinanet import RetinaNet
+from detectron2.structures import Boxes, Instances
+from torch import Tensor
+
+from alignment_det.assigners.atss import RANK_IOU_MODES
+from alignment_det.losses.hcra import HCRACLoss, HCRARLoss, prior_ious
+from alignment_det.utils.comm import all_reduce_mean
+
+from ..events import put_scalars
+from .atss import ATSS, DenseTargets
+
+__all__ = ["HCRALATSS", "HCRALRetinaNet"]
+
+
+def _hcrac_prior_ious(pred_boxes: Tensor, gt_instances: List[Instances], positive: Tensor, matched: Tensor, chunk: int) -> Tensor:
+    """(N, R) ``u`` of HCRA-C: per image :func:`prior_ious` (a loop over images, not GTs)."""
+    return torch.stack(
+        [
+            prior_ious(pred_boxes[i], inst.gt_boxes.tensor, positive[i], matched[i], gt_chunk_size=chunk)
+            for i, inst in enumerate(gt_instances)
+        ]
+    )
+
+
+def _hcrar(module: HCRARLoss, boxes: Tensor, gt: Tensor, scores: Tensor, normalizer: Tensor, log: bool) -> Tensor:
+    out = module(boxes, gt, scores)
+    if log:
+        put_scalars(**{"hcral/hcrar_running_mean": out.running_mean})
+    return out.loss_sum / normalizer
+
+
+class HCRALATSS(ATSS):
+    """ATSS + EATSS + HCRA-C + HCRA-R (module doc).
+
+    Keyword arguments (besides :class:`ATSS`'s; ALGORITHMS.md §10 defaults):
+        use_eatss, eatss_num_extra (``l``, 3), eatss_rank_iou (``"anchor"`` | ``"pred"``);
+        use_hcrac, hcrac: an :class:`HCRACLoss` (default: M 20, momentum 0.75, μ 0.7, θ 5,
+            α_c 0, "mirrored");
+        use_hcrar, hcrar: an :class:`HCRARLoss` (default: γ 1.5, α -0.1, ep 1e-3, m 0.01); with AUX a
+            copy (own running mean) weighs the initial box;
+        quality_target: ``"iou"`` (§3.1: the centerness conv trained on IoU).
+    """
+
+    def __init__(
+        self,
+        *,
+        use_eatss: bool = True,
+        eatss_num_extra: int = 3,
+        eatss_rank_iou: str = "anchor",
+        use_hcrac: bool = True,
+        hcrac: Optional[HCRACLoss] = None,
+        use_hcrar: bool = True,
+        hcrar: Optional[HCRARLoss] = None,
+        quality_target: str = "iou",
+        **kwargs,
+    ):
+        super().__init__(quality_target=quality_target, **kwargs)
+        if eatss_rank_iou not in RANK_IOU_MODES:
+            raise ValueError(f"eatss_rank_iou must be one of {RANK_IOU_MODES}, got {eatss_rank_iou!r}")
+        if int(eatss_num_extra) < 0:
+            raise ValueError(f"eatss_num_extra (EATSS l) must be >= 0, got {eatss_num_extra}")
+        self.use_eatss = bool(use_eatss)
+        self.num_extra_priors = int(eatss_num_extra) if use_eatss else 0
+        self.rank_iou = eatss_rank_iou
+        self.use_hcrac = bool(use_hcrac)
+        self.use_hcrar = bool(use_hcrar)
+        self.hcrac = (hcrac if hcrac is not None else HCRACLoss()) if use_hcrac else None
+        self.hcrar = (hcrar if hcrar is not None else HCRARLoss(gamma=1.5)) if use_hcrar else None
+        self.hcrar_init = copy.deepcopy(self.hcrar) if use_hcrar and self.has_aux else None
+
+    def needs_pred_boxes(self) -> bool:
+        # HCRA-C's u needs every prior's predicted box; EATSS "pred" needs them before assignment.
+        return self.use_hcrac or super().needs_pred_boxes()
+
+    def classification_loss(self, pred, targets: DenseTargets, anchors, gt_instances, pred_boxes) -> Tensor:
+        if not self.use_hcrac:
+            return super().classification_loss(pred, targets, anchors, gt_instances, pred_boxes)
+        logits = pred["logits"]
+        labels = targets.labels
+        positive = (labels >= 0) & (labels != self.num_classes)
+        u = _hcrac_prior_ious(pred_boxes, gt_instances, positive, targets.matched, self.gt_chunk_size)
+        onehot = F.one_hot(labels, num_classes=self.num_classes + 1)[..., :-1].to(logits.dtype)
+        out = self.hcrac(logits, onehot, u)
+        put_scalars(**{"hcral/ghm_nonempty_bins": out.num_nonempty_bins})
+        return out.loss
+
+    def box_loss(self, boxes, gt, anchors, pred, targets: DenseTargets, *, init: bool) -> Tensor:
+        if not self.use_hcrar:
+            return super().box_loss(boxes, gt, anchors, pred, targets, init=init)
+        t = targets
+        scores = pred["logits"][t.pos_img, t.pos_idx, t.labels[t.pos_img, t.pos_idx]].detach().sigmoid()
+        return _hcrar(self.hcrar_init if init else self.hcrar, boxes, gt, scores, t.normalizer, log=not init)
+
+
+class HCRALRetinaNet(RetinaNet):
+    """Detectron2's RetinaNet with HCRA-C and HCRA-R (§3.5): anchors and max-IoU labels unchanged,
+    HCRA-C over the valid (anchor, class) pairs with ``u`` from the decoded boxes, HCRA-R on the
+    decoded boxes of the positives (λ_reg 2.5, γ 1.2). No quality branch; inference is RetinaNet's.
+
+    Keyword arguments (besides ``RetinaNet``'s):
+        use_hcrac, hcrac: as :class:`HCRALATSS` (off: RetinaNet's focal loss);
+        use_hcrar, hcrar: default :class:`HCRARLoss` with γ 1.2 (off: RetinaNet's box loss);
+        box_reg_loss_weight: λ_reg of HCRA-R (2.5, paper §4);
+        gt_chunk_size: GTs per chunk of the IoU matrices.
+    """
+
+    def __init__(
+        self,
+        *,
+        use_hcrac: bool = True,
+        hcrac: Optional[HCRACLoss] = None,
+        use_hcrar: bool = True,
+        hcrar: Optional[HCRARLoss] = None,
+        box_reg_loss_weight: float = 2.5,
+        gt_chunk_size: int = 256,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.use_hcrac = bool(use_hcrac)
+        self.use_hcrar = bool(use_hcrar)
+        self.hcrac = (hcrac if hcrac is not None else HCRACLoss()) if use_hcrac else None
+        self.hcrar = (hcrar if hcrar is not None else HCRARLoss(gamma=1.2)) if use_hcrar else None
+        self.box_reg_loss_weight = float(box_reg_loss_weight)
+        self.gt_chunk_size = int(gt_chunk_size)
+
+    def forward_training(self, images, features, predictions, gt_instances):
+        pred_logits, pred_anchor_deltas = self._transpose_dense_predictions(predictions, [self.num_classes, 4])
+        anchors = self.anchor_generator(features)
+        gt_labels, gt_boxes = self.label_anchors(anchors, gt_instances)
+        return self.losses(anchors, pred_logits, gt_labels, pred_anchor_deltas, gt_boxes, gt_instances=gt_instances)
+
+    def losses(self, anchors, pred_logits, gt_labels, pred_anchor_deltas, gt_boxes, gt_instances=None) -> Dict[str, Tensor]:
+        """RetinaNet's ``loss_cls`` / ``loss_box_reg`` keys, HCRA-C / HCRA-R in place of those switched on.
+
+        Args: as ``RetinaNet.losses``, plus ``gt_instances`` (the GTs of every image, for HCRA-C's
+        max-IoU of background anchors).
+        """
+        if not (self.use_hcrac and self.use_hcrar):
+            losses = super().losses(anchors, pred_logits, gt_labels, pred_anchor_deltas, gt_boxes)
+        else:
+            losses = {}
+        labels = torch.stack(gt_labels)  # (N, R), -1 ignore, K background
+        matched = torch.stack(gt_boxes)
+        valid = labels >= 0
+        pos = valid & (labels != self.num_classes)
+        pos_img, pos_idx = pos.nonzero(as_tuple=True)
+        num_pos = pos_img.numel()
+        if not losses:
+            put_scalars(num_pos_anchors=num_pos / max(len(gt_labels), 1))
+        all_anchors = Boxes.cat(anchors).tensor
+        logits = cat(pred_logits, dim=1)
+        deltas = cat(pred_anchor_deltas, dim=1)
+        if self.use_hcrac:
+            if gt_instances is None:
+                raise ValueError("HCRALRetinaNet.losses needs gt_instances for HCRA-C (max IoU of background anchors)")
+            N, R = labels.shape
+            with torch.no_grad():
+                boxes_all = self.box2box_transform.apply_deltas(
+                    deltas.detach().reshape(N * R, 4), all_anchors.repeat(N, 1)
+                ).view(N, R, 4)
+            u = _hcrac_prior_ious(boxes_all, gt_instances, pos, matched, self.gt_chunk_size)
+            onehot = F.one_hot(labels.clamp(min=0), num_classes=self.num_classes + 1)[..., :-1].to(logits.dtype)
+            out = self.hcrac(logits, onehot, u, valid)
+            put_scalars(**{"hcral/ghm_nonempty_bins": out.num_nonempty_bins})
+            losses["loss_cls"] = out.loss
+        if self.use_hcrar:
+            normalizer = all_reduce_mean(torch.tensor(float(num_pos), device=logits.device)).clamp(min=1.0)
+            boxes = self.box2box_transform.apply_deltas(deltas[pos_img, pos_idx], all_anchors[pos_idx])
+            scores = logits[pos_img, pos_idx, labels[pos_img, pos_idx]].detach().sigmoid()
+            gt = matched[pos_img, pos_idx]
+            losses["loss_box_reg"] = self.box_reg_loss_weight * _hcrar(self.hcrar, boxes, gt, scores, normalizer, log=True)
+        return losses

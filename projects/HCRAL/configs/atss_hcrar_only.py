@@ -1,0 +1,6 @@
+"""ATSS R50-FPN 1x + HCRA-R alone (paper: ATSS 40.0 -> 40.2). The quality branch keeps HCRAL's IoU target."""
+from ....configs.hcral_atss_R50_1x import dataloader, lr_multiplier, model, optimizer, train
+
+model.use_eatss = False
+model.use_hcrac = False
+train.output_dir = "./output/hcral_ablations/atss_hcrar_only"
