@@ -13,7 +13,7 @@ from ..retinanet_R50 import model as _detector
 from .instant_common import shrink
 
 lr_multiplier = shrink(
-    _detector, dataloader, optimizer, train, output_dir="./output/retinanet_alwa_instant_test", p6p7_from_c5=True
+    _detector, dataloader, optimizer, train, output_dir="./output/retinanet_alwa_instant_test"
 )
 model = L(with_alwa)(
     model=_detector,
