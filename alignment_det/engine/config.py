@@ -108,11 +108,15 @@ def check_override_keys(cfg, overrides: Sequence[str]) -> None:
 _MISSING = object()
 
 
-def load_config(config_file: str, overrides: Sequence[str] = ()) -> DictConfig:
-    """Load a LazyConfig file (or zoo name) and apply ``key=value`` overrides, strictly."""
-    cfg = LazyConfig.load(resolve_config_file(config_file))
+def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
+    """Apply ``key=value`` overrides to a loaded config, strictly (see :func:`check_override_keys`)."""
     overrides = list(overrides)
     check_override_keys(cfg, overrides)
     # Hydra's grammar accepts "+key=value" for additions; LazyConfig wants the bare key.
     overrides = [o[1:] if o.startswith("+") else o for o in overrides]
     return LazyConfig.apply_overrides(cfg, overrides)
+
+
+def load_config(config_file: str, overrides: Sequence[str] = ()) -> DictConfig:
+    """Load a LazyConfig file (or zoo name) and apply ``key=value`` overrides, strictly."""
+    return apply_overrides(LazyConfig.load(resolve_config_file(config_file)), overrides)
