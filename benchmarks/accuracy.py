@@ -345,7 +345,7 @@ def run_one(run_dir: str, config_path: str, *, max_iter: int, num_gpus: int, kee
         log(f"FAILED (exit {code}): {run_dir}; see {os.path.join(run_dir, 'train.log')}")
         return dict(failed=True, returncode=code, wall_s=sum(w["wall_s"] for w in walls))
     result = dict(summary, wall_s=sum(w["wall_s"] for w in walls), cpu_s=sum(w.get("cpu_s", 0.0) for w in walls),
-                  attempts=len(walls))
+                  attempts=len(walls), load_avg=[w[k] for w in walls for k in ("load_before", "load_after") if k in w])
     with open(result_path, "w") as f:
         json.dump(result, f, indent=1)
     if not keep_checkpoints:
@@ -537,11 +537,16 @@ def write_report(args, preset, num_classes: int, per_config: Dict[str, dict], ou
     rows = [dict(c, agg=c["aggregate"], baseline_agg=per_config[c["baseline"]]["aggregate"] if c["baseline"] else None)
             for c in per_config.values()]
     machine = machine_description(preset.device)
+    loads = [x for c in per_config.values() for r in c["runs"] for x in r.get("load_avg", [])]
+    if loads:  # other jobs on the machine slow every run down: say how busy it was
+        machine += f"; 1-min load average {min(loads):.1f}-{max(loads):.1f} at the starts and ends of the runs"
     seeds = " ".join(map(str, args.seeds))
     header = (
         f"Preset `{preset.name}` ({preset.describe()}). Trained from scratch on `{args.train_dataset}`, evaluated on "
         f"`{args.test_dataset}` ({num_classes} classes); seeds {seeds}; mean ± sample standard deviation over "
-        f"seeds (none shown for one seed). AP in percent (COCO AP at IoU 0.50:0.95). Machine: {machine}. "
+        f"seeds (none shown for one seed). AP in percent (COCO AP at IoU 0.50:0.95). "
+        + (f"Overrides for every run: `{' '.join(args.opts)}`. " if args.opts else "")
+        + f"Machine: {machine}. "
         "A small-scale from-scratch comparison: it says nothing about COCO accuracy with pretrained backbones."
     )
     table = markdown_table(rows, alignment_keys=alignment_keys)

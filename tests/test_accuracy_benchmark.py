@@ -116,6 +116,8 @@ def test_reduced_budget_keeps_the_schedule_shape():
     half = get_preset("cpu", max_iter=400)
     assert (half.max_iter, half.steps, half.warmup_iters, half.eval_period) == (400, (300, 360), 50, 100)
     assert half.name == "cpu@400" and get_preset("cpu", max_iter=800) is cpu
+    # instant: 100 it, decay at 80; over 1 iteration the decay (at round(0.8) = 1) would never apply.
+    assert get_preset("instant", max_iter=1).steps == () and get_preset("instant", max_iter=10).steps == (8,)
     with pytest.raises(KeyError, match="choose one of"):
         get_preset("tpu")
 

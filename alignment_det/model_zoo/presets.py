@@ -95,7 +95,8 @@ class Preset:
             self,
             name=f"{self.name}@{max_iter}",
             max_iter=max_iter,
-            steps=tuple(min(scaled(s), max_iter) for s in self.steps),
+            # A decay at or after the last iteration would never apply (and fvcore refuses it).
+            steps=tuple(sorted({scaled(s) for s in self.steps if scaled(s) < max_iter})),
             warmup_iters=round(self.warmup_iters * r),
             eval_period=scaled(self.eval_period),
             checkpoint_period=scaled(self.checkpoint_period),
@@ -135,14 +136,18 @@ PRESETS: Dict[str, Preset] = {
         lr={"SGD": 0.01, "AdamW": 1e-3}, clip_value=10.0,
         eval_period=200, log_period=20, checkpoint_period=200, checkpoints_to_keep=1, device="cpu",
     ),
-    # One GPU (sized by estimate for an H100, not measured: no GPU was available when it was
-    # written): R50 from scratch, 128 channels x 4 convs, short side 448-576, batch 16.
+    # One GPU: R50 from scratch, 128 channels x 4 convs, short side 448-576, batch 16 (twice the
+    # cpu preset's images seen, 4x the pixels, a backbone ~2.5x deeper in FLOPs per pixel).
+    # Sized by estimate, not measured (no GPU was available when it was written): ~0.15 s per
+    # iteration on an H100 in fp32/TF32 -> ~60 s of training + ~25 s of start-up and 4
+    # evaluations per run, so 9 configs x 2 seeds ~ 25 min. Check the s/it column of the first
+    # run's table and adjust with benchmarks/accuracy.py --max-iter.
     "gpu": Preset(
         name="gpu", depth=50, norm="BN", channels=128, head_convs=4,
         train_short_edges=(448, 480, 512, 544, 576), test_short_edge=512, max_size=853, batch_size=16, num_workers=8,
-        max_iter=600, steps=(450, 540), warmup_iters=100, warmup_factor=0.001,
+        max_iter=400, steps=(300, 360), warmup_iters=50, warmup_factor=0.001,
         lr={"SGD": 0.02, "AdamW": 1e-3}, clip_value=10.0,
-        eval_period=150, log_period=20, checkpoint_period=150, checkpoints_to_keep=1, device="cuda",
+        eval_period=100, log_period=20, checkpoint_period=100, checkpoints_to_keep=1, device="cuda",
     ),
 }
 
