@@ -62,6 +62,9 @@ LABELS = {
 }
 COCO_KEYS = ("bbox/AP", "bbox/AP50", "bbox/AP75")
 ALIGNMENT_PREFIX = "alignment/"
+# The alignment measures the table shows when the evaluator reports them (all are in results.json):
+# score-IoU correlation of the detections, and how often NMS kept a worse-localised box.
+ALIGNMENT_COLUMNS = ("pearson_all", "spearman_all", "nms_misranked_share", "nms_mean_iou_lost")
 SKIP_TIMING_ITERS = 20  # the first logged iterations include start-up costs
 
 
@@ -531,9 +534,16 @@ def main(argv=None, *, runner: Callable[[Sequence[str], str], int] = run_subproc
     return write_report(args, preset, num_classes, per_config, output)
 
 
+def alignment_columns(keys) -> List[str]:
+    """The ``alignment/*`` keys to tabulate: those of :data:`ALIGNMENT_COLUMNS` that are present, else
+    every scalar one (no per-bin ``-i`` values, no counts)."""
+    keys = {k for k in keys if k.startswith(ALIGNMENT_PREFIX)}
+    chosen = [ALIGNMENT_PREFIX + c for c in ALIGNMENT_COLUMNS if ALIGNMENT_PREFIX + c in keys]
+    return chosen or sorted(k for k in keys if "-" not in k and not k[len(ALIGNMENT_PREFIX):].startswith("num_"))
+
+
 def write_report(args, preset, num_classes: int, per_config: Dict[str, dict], output: str) -> dict:
-    alignment_keys = sorted({k for c in per_config.values() for k in c["aggregate"]["metrics"]
-                             if k.startswith(ALIGNMENT_PREFIX)})
+    alignment_keys = alignment_columns({k for c in per_config.values() for k in c["aggregate"]["metrics"]})
     rows = [dict(c, agg=c["aggregate"], baseline_agg=per_config[c["baseline"]]["aggregate"] if c["baseline"] else None)
             for c in per_config.values()]
     machine = machine_description(preset.device)

@@ -258,6 +258,15 @@ def test_mean_and_spread_over_seeds():
     assert "| 32.0 ± 2.8 | 52.0 ± 2.8 | — | +3.0 |" in lines[3] and "(+1 failed)" in lines[3]
 
 
+def test_alignment_columns():
+    keys = {"bbox/AP", "alignment/pearson_all", "alignment/nms_misranked_share", "alignment/ece50",
+            "alignment/iou_by_score_decile-0", "alignment/num_gt"}
+    assert accuracy.alignment_columns(keys) == ["alignment/pearson_all", "alignment/nms_misranked_share"]
+    # Names the table does not know: every scalar, no per-bin values or counts.
+    assert accuracy.alignment_columns({"alignment/corr", "alignment/bin-1", "alignment/num_gt"}) == ["alignment/corr"]
+    assert accuracy.alignment_columns({"bbox/AP"}) == []
+
+
 def test_summary_of_a_resumed_run():
     # metrics.json of a run interrupted after iteration 19 and resumed: iteration 19 appears twice.
     lines = [
