@@ -54,5 +54,7 @@ setup(
         # synthetic dataset, tools/demo.py). A missing one is an ImportError naming this extra
         # (alignment_det.utils.optional.import_optional).
         "d2": ["opencv-python-headless"],
+        # tools/analyze_alignment.py and AlignmentEvaluator(tide=True): TIDE errors through hotcoco.
+        "analysis": ["hotcoco>=1.3", "matplotlib", "tqdm"],
     },
 )

@@ -1,21 +1,18 @@
 """RetinaNet R50-FPN 1x COCO with ALWA (ALGORITHMS.md §2): ALWA_2, λ0 = 1, C = 100.
 
 The baseline ``retinanet_R50.py`` (L1 box loss: Detectron2's RetinaNet with
-``smooth_l1_beta=0``, which is also the official ALWA code's RetinaNet loss) wrapped by
-``with_alwa``: ``loss_cls`` is weighted by α·λ0 and ``loss_box_reg`` by λ0. The detector's
-own keys now live under ``model.model.*`` (e.g. ``model.model.num_classes=20``); ALWA's
-under ``model.*`` (``model.variant=ALWA_1 model.period=200``). Variants with other box
-losses: ``projects/ALWA/configs/``.
+``smooth_l1_beta=0``, which is also the official ALWA code's RetinaNet loss) with ALWA added
+by ``add_alwa``: ``loss_cls`` is weighted by α·λ0 and ``loss_box_reg`` by λ0. The detector's
+keys stay where the baseline has them (``model.num_classes=20``); ALWA's are ``model.alwa.*``
+(``model.alwa.variant=ALWA_1 model.alwa.period=200``). Variants with other box losses:
+``projects/ALWA/configs/``.
 """
-from detectron2.config import LazyCall as L
+from alignment_det.modeling.alwa import add_alwa
 
-from alignment_det.modeling.alwa import with_alwa
+from .retinanet_R50 import dataloader, lr_multiplier, model, optimizer, train
 
-from .retinanet_R50 import dataloader, lr_multiplier, optimizer, train
-from .retinanet_R50 import model as _detector
-
-model = L(with_alwa)(
-    model=_detector,
+model = add_alwa(
+    model,
     cls_keys=["loss_cls"],
     reg_keys=["loss_box_reg"],
     variant="ALWA_2",  # the official code's active variant (the paper's prose favours ALWA_1)

@@ -17,9 +17,9 @@ import torch.multiprocessing as mp  # noqa: E402
 from detectron2.config import LazyCall as L  # noqa: E402
 from detectron2.config import LazyConfig, instantiate  # noqa: E402
 from detectron2.layers import ShapeSpec  # noqa: E402
-from detectron2.modeling import FCOS, GeneralizedRCNN, RetinaNet  # noqa: E402
+from detectron2.modeling import FCOS, RetinaNet  # noqa: E402
 
-from alignment_det.modeling.meta_arch import RetinaNetConf  # noqa: E402
+from alignment_det.modeling.meta_arch import FasterRCNN, RetinaNetConf  # noqa: E402
 from detectron2.modeling.backbone import ResNet  # noqa: E402
 from detectron2.structures import Boxes, Instances  # noqa: E402
 from detectron2.utils.events import EventStorage  # noqa: E402
@@ -29,7 +29,7 @@ from _cli import REPO, instant_config, read_metrics, train_net  # noqa: E402
 from alignment_det.balancing.alwa import ALWA  # noqa: E402
 from alignment_det.engine.checkpoint import CheckedCheckpointer  # noqa: E402
 from alignment_det.engine.config import load_config  # noqa: E402
-from alignment_det.modeling.alwa import get_alwa, with_alwa  # noqa: E402
+from alignment_det.modeling.alwa import add_alwa, get_alwa, with_alwa  # noqa: E402
 
 ALWA_INSTANT = instant_config("retinanet_alwa_instant_test.py")
 ALWA_KEYS = {"alwa.alpha", "alwa.cls_window", "alwa.reg_window", "alwa.window_fill"}
@@ -49,7 +49,7 @@ def tiny_faster_rcnn_node(node):
     node.proposal_generator.head.in_channels = 32
     node.proposal_generator.pre_nms_topk = (200, 100)
     node.proposal_generator.post_nms_topk = (50, 50)
-    node.roi_heads.num_classes = 3
+    node.num_classes = 3  # roi_heads.num_classes follows it
     node.roi_heads.batch_size_per_image = 64
     node.roi_heads.box_head.input_shape = ShapeSpec(channels=32, height=7, width=7)
     node.roi_heads.box_head.fc_dims = [64]
@@ -59,21 +59,26 @@ def tiny_faster_rcnn_node(node):
 
 def tiny_model(kind, *, period=3, **alwa):
     """(hooked tiny model, its config) built from the repository's ALWA configs."""
+    def tiny_with_alwa_of(alwa_config, instant):
+        """The tiny detector of ``instant`` with the ALWA settings of the zoo's ``alwa_config``."""
+        settings = load_config(config_path(alwa_config), [f"model.alwa.period={period}"]).model.alwa
+        cfg = load_config(instant_config(instant))
+        cfg.model = add_alwa(cfg.model, **settings)
+        return cfg
+
     if kind == "retinanet":
-        cfg = load_config(ALWA_INSTANT, [f"model.period={period}"])
+        cfg = load_config(ALWA_INSTANT, [f"model.alwa.period={period}"])
     elif kind == "fcos":
-        cfg = load_config(config_path("configs/fcos_alwa_R50.py"), [f"model.period={period}"])
-        cfg.model.model = load_config(instant_config("fcos_instant_test.py")).model
+        cfg = tiny_with_alwa_of("configs/fcos_alwa_R50.py", "fcos_instant_test.py")
     elif kind == "retinanet_conf":  # composition with one of the project's own methods
-        cfg = load_config(config_path("configs/retinanet_conf_alwa_R50.py"), [f"model.period={period}"])
-        cfg.model.model = load_config(instant_config("retinanet_conf_instant_test.py")).model
+        cfg = tiny_with_alwa_of("configs/retinanet_conf_alwa_R50.py", "retinanet_conf_instant_test.py")
     elif kind == "faster_rcnn":
-        cfg = load_config(config_path("configs/faster_rcnn_alwa_R50.py"), [f"model.period={period}"])
-        tiny_faster_rcnn_node(cfg.model.model)
+        cfg = load_config(config_path("configs/faster_rcnn_alwa_R50.py"), [f"model.alwa.period={period}"])
+        tiny_faster_rcnn_node(cfg.model)
     else:
         raise ValueError(kind)
     for k, v in alwa.items():
-        cfg.model[k] = v
+        cfg.model.alwa[k] = v
     torch.manual_seed(0)
     return instantiate(cfg.model), cfg
 
@@ -119,7 +124,7 @@ KINDS = {
     # kind: (class, cls key, reg key, keys ALWA must leave alone)
     "retinanet": (RetinaNet, "loss_cls", "loss_box_reg", ()),
     "fcos": (FCOS, "loss_fcos_cls", "loss_fcos_loc", ("loss_fcos_ctr",)),
-    "faster_rcnn": (GeneralizedRCNN, "loss_rpn_cls", "loss_rpn_loc", ("loss_cls", "loss_box_reg")),
+    "faster_rcnn": (FasterRCNN, "loss_rpn_cls", "loss_rpn_loc", ("loss_cls", "loss_box_reg")),
     "retinanet_conf": (RetinaNetConf, "loss_cls", "loss_box_reg", ("loss_obj",)),
 }
 # Batches fed to each kind so that the classification statistic exceeds the regression one
@@ -301,7 +306,7 @@ def test_train_net_two_processes_checkpoints_alwa_state(tmp_path):
     train_net(
         # auto: a free port; the default port is fixed per user and collides with other runs.
         "--config-file", ALWA_INSTANT, "--num-gpus", "2", "--dist-url", "auto", f"train.output_dir={tmp_path}",
-        "model.period=4", "train.max_iter=10", "train.checkpointer.period=1000",
+        "model.alwa.period=4", "train.max_iter=10", "train.checkpointer.period=1000",
     )
     logged = {m["iteration"]: m["alwa_weight"] for m in read_metrics(tmp_path) if "alwa_weight" in m}
     assert sorted(logged) == list(range(10)), "alwa_weight must be logged every iteration"
@@ -333,12 +338,12 @@ model = _cfg.model
 dataloader.train.sampler = L(TrainingSampler)(size=4, shuffle=False)
 dataloader.train.aspect_ratio_grouping = False
 dataloader.train.mapper.augmentations = [L(T.ResizeShortestEdge)(short_edge_length=96, max_size=128)]
-model.period = 4
+model.alwa.period = 4
 # ALWA_1 on raw statistics: the tiny RetinaNet's raw cls loss (mean ≈ 1) stays above its
 # box loss (≈ 0.7), so α = b/a is re-estimated at every window and the update from the
 # window that spans the checkpoint is visible in the sequence.
-model.variant = "ALWA_1"
-model.stats_on = "raw"
+model.alwa.variant = "ALWA_1"
+model.alwa.stats_on = "raw"
 train.max_iter = 14
 train.checkpointer.period = 6
 '''
@@ -421,7 +426,7 @@ ALWA_CONFIGS = {
     # path: (detector class, cls keys, reg keys, variant, period, box loss or None)
     "configs/retinanet_alwa_R50.py": (RetinaNet, ["loss_cls"], ["loss_box_reg"], "ALWA_2", 100, "smooth_l1"),
     "configs/fcos_alwa_R50.py": (FCOS, ["loss_fcos_cls"], ["loss_fcos_loc"], "ALWA_2", 100, None),
-    "configs/faster_rcnn_alwa_R50.py": (GeneralizedRCNN, ["loss_rpn_cls"], ["loss_rpn_loc"], "ALWA_2", 100, None),
+    "configs/faster_rcnn_alwa_R50.py": (FasterRCNN, ["loss_rpn_cls"], ["loss_rpn_loc"], "ALWA_2", 100, None),
     "configs/retinanet_conf_alwa_R50.py": (RetinaNetConf, ["loss_cls"], ["loss_box_reg"], "ALWA_2", 100, "smooth_l1"),
     "configs/quick_schedules/retinanet_alwa_instant_test.py": (RetinaNet, ["loss_cls"], ["loss_box_reg"], "ALWA_2", 10, "smooth_l1"),
 }
@@ -452,11 +457,11 @@ def test_table2_configs_set_variant_and_box_loss(path, tmp_path):
     cfg = load_config(path)
     LazyConfig.save(cfg, str(tmp_path / "c.yaml"))
     again = LazyConfig.load(str(tmp_path / "c.yaml"))
-    detector = again.model.model if "alwa" in name else again.model
+    detector = again.model  # ALWA configs keep the detector's keys where the baseline has them
     if "alwa" in name:
-        assert again.model.variant == ("ALWA_1" if "alwa1" in name else "ALWA_2")
+        assert again.model.alwa.variant == ("ALWA_1" if "alwa1" in name else "ALWA_2")
     else:
-        assert "with_alwa" not in str(again.model._target_)
+        assert "alwa" not in again.model and "build_with_alwa" not in str(again.model._target_)
     loss = name.rsplit("_", 1)[1][:-3]
     got = (detector.get("box_reg_loss_type", "smooth_l1"), detector.get("smooth_l1_beta", 0.0))
     assert got == {"l1": ("smooth_l1", 0.0), "smoothl1": ("smooth_l1", 0.11), "ciou": ("ciou", 0.0)}[loss]

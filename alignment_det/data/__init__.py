@@ -1,9 +1,11 @@
-"""Dataset registration (idempotent), checks, and the built-in synthetic dataset.
+"""Dataset registration (idempotent), checks (registration, files, malformed boxes), and the
+built-in synthetic dataset.
 
 Importing this package registers ``synthetic_shapes_train`` / ``synthetic_shapes_val``
 and, where the folder exists, ``cards_train`` / ``cards_test``.
 """
-from .build import get_dataset_dicts
+from .box_report import MalformedBoxesError, find_malformed_boxes
+from .build import DatasetDicts, get_dataset_dicts
 from .crowdhuman import crowdhuman_dataset_dicts, load_crowdhuman_odgt, register_crowdhuman
 from .register import check_datasets, register_coco_json, register_voc
 from .synthetic import SYNTHETIC_CLASSES, make_synthetic_coco, register_synthetic_datasets
@@ -12,9 +14,12 @@ from .builtin import register_all
 register_all()
 
 __all__ = [
+    "DatasetDicts",
+    "MalformedBoxesError",
     "SYNTHETIC_CLASSES",
     "check_datasets",
     "crowdhuman_dataset_dicts",
+    "find_malformed_boxes",
     "load_crowdhuman_odgt",
     "register_crowdhuman",
     "get_dataset_dicts",

@@ -108,13 +108,16 @@ def crowdhuman_root() -> str:
     return os.path.join(os.environ.get("DETECTRON2_DATASETS", "datasets"), "CrowdHuman")
 
 
-def crowdhuman_dataset_dicts(split: str = "train", root: Optional[str] = None, **kwargs) -> List[Dict]:
+def crowdhuman_dataset_dicts(
+    split: str = "train", root: Optional[str] = None, *, strict_boxes: bool = False, **kwargs
+) -> List[Dict]:
     """Register ``crowdhuman_<split>`` (``<root>/annotation_<split>.odgt``, ``<root>/Images``) and
-    return its dicts through :func:`alignment_det.data.get_dataset_dicts` (``kwargs`` e.g.
-    ``filter_empty=False``). Lets a LazyConfig use CrowdHuman without a separate registration step."""
+    return its dicts through :func:`alignment_det.data.get_dataset_dicts` (``strict_boxes`` and
+    ``kwargs``, e.g. ``filter_empty=False``, as there). Lets a LazyConfig use CrowdHuman without a
+    separate registration step."""
     from .build import get_dataset_dicts
 
     root = root or crowdhuman_root()
     name = f"crowdhuman_{split}"
     register_crowdhuman(name, os.path.join(root, f"annotation_{split}.odgt"), os.path.join(root, "Images"))
-    return get_dataset_dicts(name, **kwargs)
+    return get_dataset_dicts(name, strict_boxes=strict_boxes, **kwargs)

@@ -2,12 +2,15 @@
 import logging
 import os
 
-from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.engine import default_argument_parser, default_setup, launch
+from detectron2.engine import default_argument_parser, default_setup
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
+from .checkpoint import CheckedCheckpointer
+from .checks import check_device
 from .config import load_config
+from .launch import launch
+from .lock import output_dir_lock
 from .trainer import Trainer, build_eval_model
 
 logger = logging.getLogger("alignment_det")
@@ -23,8 +26,8 @@ Evaluate a checkpoint (COCO AP table):
 Resume the run in train.output_dir from its last checkpoint:
     python train_net.py --config-file configs/mal_R101.py --num-gpus 8 --resume
 
-Overrides are key=value pairs after the options; an unknown key is an error
-(prefix '+' to add a key on purpose).
+Overrides are key=value pairs after the options; an unknown key, or a value of the wrong
+type, is an error (prefix '+' to add a key on purpose).
 """
 
 
@@ -35,7 +38,7 @@ def argument_parser():
 def eval_checkpoint_path(cfg, resume: bool) -> str:
     """--eval-only weights: the output dir's last checkpoint with --resume, else init_checkpoint."""
     if resume:
-        ckpt = DetectionCheckpointer(None, cfg.train.output_dir)
+        ckpt = CheckedCheckpointer(None, cfg.train.output_dir)
         if ckpt.has_checkpoint():
             return ckpt.get_checkpoint_file()
         logger.warning("--resume: no checkpoint in %s, using train.init_checkpoint", cfg.train.output_dir)
@@ -47,16 +50,42 @@ def eval_checkpoint_path(cfg, resume: bool) -> str:
     return cfg.train.init_checkpoint
 
 
+def write_eval_results(output_dir: str, results, iteration: int) -> None:
+    """--eval-only: store the evaluation results as training does (EvalHook + writers), one line in
+    ``metrics.json`` and TensorBoard scalars named ``<task>/<metric>``, at ``iteration``."""
+    from detectron2.evaluation.testing import flatten_results_dict
+    from detectron2.utils.events import EventStorage, JSONWriter, TensorboardXWriter
+
+    flat = {k: float(v) for k, v in flatten_results_dict(results).items()}
+    if not flat:
+        return
+    with EventStorage(iteration) as storage:
+        storage.put_scalars(**flat, smoothing_hint=False)
+        for writer in (JSONWriter(os.path.join(output_dir, "metrics.json")), TensorboardXWriter(output_dir)):
+            writer.write()
+            writer.close()
+
+
 def main(args):
-    cfg = load_config(args.config_file, args.opts)
-    default_setup(cfg, args)
-    setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="alignment_det")
-    if args.eval_only:
-        model = build_eval_model(cfg, eval_checkpoint_path(cfg, args.resume))
-        return Trainer.test(cfg, model)
-    trainer = Trainer(cfg)
-    trainer.resume_or_load(resume=args.resume)
-    return trainer.train()
+    cfg = load_config(args.config_file, args.opts)  # unknown keys, wrong types: before anything is built
+    check_device(cfg)
+    # One run per output folder (its first process holds the lock), for training and evaluation
+    # alike: both write config.yaml, log.txt and results there.
+    with output_dir_lock(cfg.train.output_dir, enabled=comm.is_main_process()) as dead_run:
+        default_setup(cfg, args)
+        setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="alignment_det")
+        if dead_run:
+            logger.info("Took over the lock of %s from a run that is no longer running (%s).", cfg.train.output_dir, dead_run)
+        if args.eval_only:
+            model, iteration = build_eval_model(cfg, eval_checkpoint_path(cfg, args.resume), with_iteration=True)
+            results = Trainer.test(cfg, model)
+            if comm.is_main_process() and results:
+                # Detectron2 writes no metrics.json in --eval-only; write the results as EvalHook would.
+                write_eval_results(cfg.train.output_dir, results, iteration)
+            return results
+        trainer = Trainer(cfg)
+        trainer.resume_or_load(resume=args.resume)
+        return trainer.train()
 
 
 def invoke_main(argv=None):

@@ -6,8 +6,14 @@ Detectron2's ``DefaultTrainer`` reads the yacs config (``cfg.SOLVER.*``) in its
 ``cfg.train.*``); the public interface is kept (``build_model``, ``build_optimizer``,
 ``build_train_loader``, ``build_test_loader``, ``build_evaluator``, ``test``,
 ``resume_or_load``, ``train``) and ``run_step`` / ``state_dict`` are inherited.
+
+Added over Detectron2: up-front checks (``checks.py``: CUDA device, AMP, the model's number
+of classes against the train, test and evaluator datasets, the total batch against the
+config's reference batch with ``train.auto_scale_lr``), an EMA of the weights
+(``train.model_ema``, ``ema.py``) and atomic, resume-safe checkpoints (``checkpoint.py``).
 """
 import logging
+import os
 import weakref
 from collections import OrderedDict
 
@@ -15,13 +21,24 @@ import torch
 from detectron2.config import instantiate
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, default_writers, hooks
 from detectron2.engine.train_loop import TrainerBase
-from detectron2.evaluation import inference_on_dataset, print_csv_format
+from detectron2.evaluation import DatasetEvaluators, inference_on_dataset, print_csv_format
 from detectron2.solver.build import _generate_optimizer_class_with_gradient_clipping
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
+from omegaconf import ListConfig
+
+from torch.nn.parallel import DistributedDataParallel
 
 from .checkpoint import CheckedCheckpointer
-from torch.nn.parallel import DistributedDataParallel
+from .checks import (
+    check_amp,
+    check_dataset_classes,
+    check_device,
+    check_evaluator_classes,
+    lr_scale_for_batch,
+)
+from .config import instantiate_with
+from .ema import EMA_CHECKPOINT_KEY, ModelEMA, ModelEMAHook, load_ema_weights
 
 logger = logging.getLogger("alignment_det")
 
@@ -102,12 +119,22 @@ def load_ema_state_dict(model: torch.nn.Module, state: dict) -> None:
                 setattr(modules[name], attr, value)
 
 
-def check_amp(cfg) -> None:
-    if cfg.train.amp.enabled and torch.device(cfg.train.device).type != "cuda":
-        raise ValueError(
-            f"train.amp.enabled=True needs a CUDA device, but train.device={cfg.train.device!r}. "
-            "Set train.amp.enabled=False to train in fp32 on CPU."
-        )
+def build_model(cfg) -> torch.nn.Module:
+    """``instantiate(cfg.model)`` on ``train.device``, after checking that the device exists."""
+    check_device(cfg)
+    model = instantiate(cfg.model)
+    return model.to(torch.device(cfg.train.device))
+
+
+def _build_loader(cfg, split: str):
+    """Instantiate ``dataloader.<split>``, its dataset first so that the dataset's classes are
+    checked against the model before the loader exists."""
+    node = cfg.dataloader[split]
+    if "dataset" not in node:
+        return instantiate(node)
+    dataset = instantiate(node.dataset)
+    check_dataset_classes(cfg, dataset, where=f"dataloader.{split}")
+    return instantiate_with(node, dataset=dataset)
 
 
 class Trainer(DefaultTrainer):
@@ -127,17 +154,32 @@ class Trainer(DefaultTrainer):
         model = create_ddp_model(model, device=cfg.train.device, **cfg.train.ddp)
         self._trainer = (AMPTrainer if cfg.train.amp.enabled else SimpleTrainer)(model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
-        self.checkpointer = CheckedCheckpointer(model, cfg.train.output_dir, trainer=weakref.proxy(self))
+        ema_cfg = cfg.train.get("model_ema", None) or {}
+        self.model_ema = ModelEMA(decay=ema_cfg.get("decay", 0.9998)) if ema_cfg.get("enabled", False) else None
+        checkpointables = {EMA_CHECKPOINT_KEY: self.model_ema} if self.model_ema is not None else {}
+        self.checkpointer = CheckedCheckpointer(
+            model, cfg.train.output_dir, trainer=weakref.proxy(self), **checkpointables
+        )
         self.start_iter = 0
         self.max_iter = cfg.train.max_iter
         self.cfg = cfg
         self.register_hooks(self.build_hooks())
 
     def resume_or_load(self, resume: bool = True):
-        """Resume from ``train.output_dir``'s last checkpoint, else load ``train.init_checkpoint``."""
+        """Resume from ``train.output_dir``'s newest readable checkpoint, else load
+        ``train.init_checkpoint``.
+
+        A finished run resumed from another file than ``model_final.pth`` (it was killed while
+        writing it, or the file is unreadable) has nothing left to train: ``model_final.pth``
+        is written again from the checkpoint of its last iteration.
+        """
         self.checkpointer.resume_or_load(self.cfg.train.init_checkpoint, resume=resume)
         if resume and self.checkpointer.has_checkpoint():
             self.start_iter = self.iter + 1
+            resumed_from = os.path.basename(self.checkpointer.resumed_from or "")
+            if self.start_iter >= self.max_iter and resumed_from != "model_final.pth" and comm.is_main_process():
+                logger.warning("Writing model_final.pth again, from %s (iteration %d).", resumed_from, self.iter)
+                self.checkpointer.save("model_final")
 
     def state_dict(self):
         ret = super().state_dict()
@@ -151,11 +193,18 @@ class Trainer(DefaultTrainer):
     def build_hooks(self):
         cfg = self.cfg
         ret = [hooks.IterationTimer(), hooks.LRScheduler(scheduler=self.scheduler)]
+        if self.model_ema is not None:  # before the checkpointer and evaluation, which use it
+            ret.append(ModelEMAHook(self.model_ema, _unwrap(self.model)))
         if comm.is_main_process():
             ret.append(hooks.PeriodicCheckpointer(self.checkpointer, **cfg.train.checkpointer))
+        use_ema = self.model_ema is not None and cfg.train.model_ema.get("use_ema_for_eval", True)
 
         def test_and_save_results():
-            self._last_eval_results = self.test(self.cfg, self.model)
+            if use_ema:
+                with self.model_ema.applied_to(_unwrap(self.model)):
+                    self._last_eval_results = self.test(self.cfg, self.model)
+            else:
+                self._last_eval_results = self.test(self.cfg, self.model)
             return self._last_eval_results
 
         ret.append(hooks.EvalHook(cfg.train.eval_period, test_and_save_results))
@@ -173,8 +222,7 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_model(cls, cfg):
-        model = instantiate(cfg.model)
-        model.to(torch.device(cfg.train.device))
+        model = build_model(cfg)
         logger.info("Model:\n%s", model)
         return model
 
@@ -186,6 +234,9 @@ class Trainer(DefaultTrainer):
         finally:
             # The model must not stay in the config: LazyConfig.save would try to pickle it.
             cfg.optimizer.params.model = None
+        scale = lr_scale_for_batch(cfg)  # warns when the total batch is not the reference one
+        for group in optimizer.param_groups:  # every group, so per-group lr factors are kept
+            group["lr"] *= scale
         return maybe_add_gradient_clipping(optimizer, cfg.train.get("clip_grad"))
 
     @classmethod
@@ -194,17 +245,23 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg):
-        return instantiate(cfg.dataloader.train)
+        """``dataloader.train``; its dataset's classes must number ``model.num_classes``."""
+        return _build_loader(cfg, "train")
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name=None):
-        return instantiate(cfg.dataloader.test)
+        """``dataloader.test``; its dataset's classes must number ``model.num_classes``."""
+        return _build_loader(cfg, "test")
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name=None):
+        """``dataloader.evaluator``: one evaluator, or a list run together (e.g. COCO + alignment)."""
         if "evaluator" not in cfg.dataloader:
             return None
-        return instantiate(cfg.dataloader.evaluator)
+        evaluator = instantiate(cfg.dataloader.evaluator)
+        if isinstance(evaluator, (list, tuple, ListConfig)):
+            return DatasetEvaluators(list(evaluator))
+        return evaluator
 
     @classmethod
     def test(cls, cfg, model, evaluators=None):
@@ -216,19 +273,33 @@ class Trainer(DefaultTrainer):
         if evaluator is None:
             logger.warning("No dataloader.evaluator in the config: skipping evaluation.")
             return OrderedDict()
+        if evaluators is None:
+            check_evaluator_classes(cfg, evaluator)
         results = inference_on_dataset(model, loader, evaluator)
         if comm.is_main_process() and results:
             print_csv_format(results)
         return results
 
 
-def build_eval_model(cfg, checkpoint: str):
-    """The model of ``cfg`` with weights from ``checkpoint``, ready for ``Trainer.test``."""
+def build_eval_model(cfg, checkpoint: str, *, with_iteration: bool = False):
+    """The model of ``cfg`` with weights from ``checkpoint``, ready for ``Trainer.test``: the
+    checkpoint's EMA weights when it has them and ``train.model_ema.use_ema_for_eval`` (default
+    True), else its raw weights. Loading is strict (every model parameter must be there).
+    ``with_iteration=True`` returns ``(model, iteration the checkpoint was saved at, 0 if none)``."""
     model = Trainer.build_model(cfg)
     model = create_ddp_model(model, device=cfg.train.device, **cfg.train.ddp)
-    CheckedCheckpointer(model, cfg.train.output_dir, strict=True).load(checkpoint)
+    extra = CheckedCheckpointer(model, cfg.train.output_dir, strict=True).load(checkpoint)
+    ema_cfg = cfg.train.get("model_ema", None) or {}
+    if EMA_CHECKPOINT_KEY in extra and ema_cfg.get("use_ema_for_eval", True):
+        load_ema_weights(_unwrap(model), extra[EMA_CHECKPOINT_KEY])
+        logger.info(
+            "Evaluating the EMA weights of %s (train.model_ema.use_ema_for_eval=False evaluates its raw weights).",
+            checkpoint,
+        )
+    elif ema_cfg.get("enabled", False) and EMA_CHECKPOINT_KEY not in extra:
+        logger.warning("train.model_ema.enabled=True, but %s holds no EMA weights: evaluating its raw weights.", checkpoint)
     model.eval()
-    return model
+    return (model, int(extra.get("iteration", 0))) if with_iteration else model
 
 
-__all__ = ["Trainer", "create_ddp_model", "build_eval_model", "maybe_add_gradient_clipping"]
+__all__ = ["Trainer", "build_eval_model", "build_model", "create_ddp_model", "maybe_add_gradient_clipping"]

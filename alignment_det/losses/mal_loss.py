@@ -17,7 +17,7 @@ A1 (paper vs code): the released code averages (mean-max) over the whole bag; th
 selected set from the whole bag to top-1 over training. Both are the same function here: the
 mean-max is taken over the top-``m(lambda)`` entries of each bag (``progress=None`` -> whole bag).
 """
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, NamedTuple, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -28,16 +28,19 @@ from alignment_det.assigners.mal_bags import (
     effective_bag_size,
     selection_count,
 )
-from alignment_det.utils.boxes import decode_boxes, encode_boxes, pairwise_iou
+from alignment_det.utils.boxes import aligned_iou, decode_boxes, encode_boxes, pairwise_iou
 
 __all__ = [
+    "BagSelection",
     "bag_confidence",
     "mal_losses",
     "mean_max",
     "negative_bag_loss",
     "negative_bag_support",
     "positive_bag_loss",
+    "select_bag_anchors",
     "select_top_confidences",
+    "top_confidence_positions",
 ]
 
 # §1.6: bag terms are clamped to [eps, 1 - eps] (mmdet PR #4082 clamps FreeAnchor's negative bag).
@@ -100,17 +103,69 @@ def bag_confidence(
     return p_cls * torch.exp(-l_reg)
 
 
+def top_confidence_positions(q: torch.Tensor, num_selected: int) -> Optional[torch.Tensor]:
+    """(G, k) -> (G, m) positions (columns) of the ``m`` largest entries of each row of the detached
+    ``q``; None when ``m >= k`` (the whole bag is kept, no sort needed)."""
+    if num_selected >= q.shape[1]:
+        return None
+    return q.detach().topk(num_selected, dim=1, sorted=False).indices
+
+
 def select_top_confidences(q: torch.Tensor, num_selected: int) -> torch.Tensor:
     """(G, k) -> (G, m): the ``m`` largest entries of each row (§1.3 step 4d, A1).
 
     Which entries are kept is decided on the detached ``q`` (selection is not differentiated);
     the returned values carry ``q``'s gradient.
     """
-    k = q.shape[1]
-    if num_selected >= k:
-        return q  # mean-max is order-invariant, so the whole bag needs no sort
-    idx = q.detach().topk(num_selected, dim=1, sorted=False).indices
-    return q.gather(1, idx)
+    idx = top_confidence_positions(q, num_selected)
+    return q if idx is None else q.gather(1, idx)  # mean-max is order-invariant: the whole bag as is
+
+
+class BagSelection(NamedTuple):
+    """The positive side of MAL for one image: bags and the anchors selected in them."""
+
+    gt_idx: torch.Tensor  # (G',) int64: the ground truths that got a bag (indices into the image's GTs)
+    bags: torch.Tensor  # (G', k_bag) int64 anchor indices, by decreasing anchor IoU
+    selected: torch.Tensor  # (G', m) int64 anchor indices of the m most confident anchors of each bag
+    q_selected: torch.Tensor  # (G', m) their joint confidence q (differentiable)
+
+
+def select_bag_anchors(
+    cls_prob: torch.Tensor,
+    box_deltas: torch.Tensor,
+    anchors: torch.Tensor,
+    gt_boxes: torch.Tensor,
+    gt_classes: torch.Tensor,
+    *,
+    bag_size: int,
+    num_selected: int,
+    bbox_reg_weight: float = 0.75,
+    smooth_l1_beta: float = 0.11,
+    box_coder_weights: Sequence[float] = (10.0, 10.0, 5.0, 5.0),
+    min_gt_size: float = 1.0,
+    gt_chunk_size: int = 64,
+) -> BagSelection:
+    """Bags of one image and their ``m(lambda)`` selected anchors (§1.3 steps 4b-4d): what the positive
+    bag loss trains on, and what ``MALRetinaNet.assignment`` shows.
+
+    Args:
+        cls_prob: (R, K) sigmoid probabilities; box_deltas: (R, 4); anchors: (R, 4) XYXY.
+        gt_boxes: (G, 4) XYXY; gt_classes: (G,) int64.
+        bag_size: ``k_bag`` (already ``min(k, R)``); num_selected: ``m``.
+        bbox_reg_weight, smooth_l1_beta, box_coder_weights: see :func:`bag_confidence`.
+        min_gt_size, gt_chunk_size: see :func:`mal_losses`.
+    """
+    gt_idx = torch.nonzero(bag_eligible(gt_boxes, min_size=min_gt_size)).squeeze(1)
+    boxes, classes = gt_boxes[gt_idx], gt_classes[gt_idx]
+    bags = build_anchor_bags(boxes, anchors, bag_size, chunk_size=gt_chunk_size)
+    q = bag_confidence(
+        cls_prob, box_deltas, anchors, boxes, classes, bags,
+        bbox_reg_weight=bbox_reg_weight, smooth_l1_beta=smooth_l1_beta, box_coder_weights=box_coder_weights,
+    )
+    pos = top_confidence_positions(q, num_selected)
+    if pos is None:
+        return BagSelection(gt_idx, bags, bags, q)
+    return BagSelection(gt_idx, bags, bags.gather(1, pos), q.gather(1, pos))
 
 
 def mean_max(q: torch.Tensor) -> torch.Tensor:
@@ -227,9 +282,11 @@ def mal_losses(
         gt_chunk_size: GTs per chunk for the (G, R) IoU matrices.
 
     Returns:
-        ``{"loss_mal_pos", "loss_mal_neg"}`` scalars, and ``"num_selected"``: detached float, anchors
-        kept per bag ``m``. ``num_selected`` is a statistic for ``EventStorage``, not a loss — pop it
-        before summing the dict (Detectron2's trainer sums every value).
+        ``{"loss_mal_pos", "loss_mal_neg"}`` scalars, and statistics that are not losses — pop them
+        before summing the dict (Detectron2's trainer sums every value): ``"num_selected"`` (detached
+        float, anchors kept per bag ``m``), and, for the selected anchors of every bag of the batch,
+        ``"positive_scores"`` (P,) (probability of the bag's class) and ``"positive_ious"`` (P,) (IoU
+        of the anchor's decoded box with the bag's GT), both detached.
     """
     if cls_logits.dim() != 3 or box_deltas.shape != (*cls_logits.shape[:2], 4):
         raise ValueError(
@@ -253,6 +310,7 @@ def mal_losses(
     pos_losses = []
     supports = []
     num_bags = 0
+    pos_scores, pos_ious = [], []
     for i in range(num_images):
         boxes_i = gt_boxes[i].to(device=anchors.device, dtype=torch.float32)
         classes_i = gt_classes[i].to(device=anchors.device, dtype=torch.long)
@@ -266,17 +324,22 @@ def mal_losses(
                 saturation_thresh=saturation_thresh, chunk_size=gt_chunk_size,
             )
         )
-        keep = bag_eligible(boxes_i, min_size=min_gt_size)
-        boxes_i, classes_i = boxes_i[keep], classes_i[keep]
-        if boxes_i.shape[0] == 0 or m == 0:
+        if m == 0:
             continue
-        bags = build_anchor_bags(boxes_i, anchors, k_bag, chunk_size=gt_chunk_size)
-        q = bag_confidence(
-            cls_prob[i], box_deltas[i], anchors, boxes_i, classes_i, bags,
+        sel = select_bag_anchors(
+            cls_prob[i], box_deltas[i], anchors, boxes_i, classes_i, bag_size=k_bag, num_selected=m,
             bbox_reg_weight=bbox_reg_weight, smooth_l1_beta=smooth_l1_beta, box_coder_weights=box_coder_weights,
+            min_gt_size=min_gt_size, gt_chunk_size=gt_chunk_size,
         )
-        pos_losses.append(positive_bag_loss(select_top_confidences(q, m)))
-        num_bags += boxes_i.shape[0]
+        if sel.gt_idx.numel() == 0:
+            continue
+        pos_losses.append(positive_bag_loss(sel.q_selected))
+        num_bags += int(sel.gt_idx.numel())
+        with torch.no_grad():  # the alignment statistic of the selected anchors (not part of the loss)
+            sel_classes = classes_i[sel.gt_idx][:, None].expand_as(sel.selected)
+            pos_scores.append(cls_prob[i][sel.selected, sel_classes].reshape(-1))
+            gt_per_anchor = boxes_i[sel.gt_idx][:, None, :].expand(-1, sel.selected.shape[1], -1)
+            pos_ious.append(aligned_iou(pred_boxes[sel.selected.reshape(-1)], gt_per_anchor.reshape(-1, 4)))
 
     if pos_losses:
         pos_sum = torch.cat(pos_losses).sum()
@@ -293,4 +356,6 @@ def mal_losses(
         "loss_mal_pos": pos_neg_alpha * pos_sum / pos_norm,
         "loss_mal_neg": (1.0 - pos_neg_alpha) * neg_sum / neg_norm,
         "num_selected": torch.tensor(float(m), device=cls_logits.device),
+        "positive_scores": torch.cat(pos_scores) if pos_scores else cls_prob.new_zeros(0),
+        "positive_ious": torch.cat(pos_ious) if pos_ious else cls_prob.new_zeros(0),
     }

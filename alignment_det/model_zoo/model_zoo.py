@@ -58,9 +58,14 @@ def get_config(config_path: str, trained: bool = False):
 
 
 def get(config_path: str, trained: bool = False, device=None) -> torch.nn.Module:
-    """A model built from a zoo config, with its trained weights when ``trained``."""
-    from detectron2.checkpoint import DetectionCheckpointer
+    """A model built from a zoo config, with its trained weights when ``trained``.
+
+    Loading is strict, as for ``--eval-only``: a checkpoint that leaves any model parameter
+    uninitialised raises ``CheckpointMismatchError``, an unreadable one ``CheckpointUnreadableError``.
+    """
     from detectron2.config import instantiate
+
+    from ..engine.checkpoint import CheckedCheckpointer  # local: the engine imports this package
 
     cfg = get_config(config_path, trained)
     if device is None and not torch.cuda.is_available():
@@ -69,5 +74,5 @@ def get(config_path: str, trained: bool = False, device=None) -> torch.nn.Module
     if device is not None:
         model = model.to(device)
     if trained:
-        DetectionCheckpointer(model).load(cfg.train.init_checkpoint)
+        CheckedCheckpointer(model, strict=True).load(cfg.train.init_checkpoint)
     return model

@@ -229,6 +229,8 @@ def set_data(dataloader: DictConfig, preset, *, train_dataset: str, test_dataset
         L(T.RandomFlip)(horizontal=True),
     ]
     train.total_batch_size = preset.batch_size
+    # The batch the preset's learning rates are for (the trainer warns when a run's differs).
+    dataloader.reference_batch_size = preset.batch_size
     train.num_workers = preset.num_workers
     test.dataset.names = test_dataset
     test.mapper.augmentations = [L(T.ResizeShortestEdge)(short_edge_length=preset.test_short_edge, max_size=preset.max_size)]

@@ -8,11 +8,35 @@ GeneralizedRCNN, a project meta-architecture) and every existing state-dict key 
 unchanged; only ``alwa.{alpha,cls_window,reg_window,window_fill}`` are added (spec:
 ALGORITHMS.md §2).
 
-In a LazyConfig, wrap the base model's node::
+Configs: one design for every ALWA config
+-----------------------------------------
+An ALWA config is the baseline's ``model`` node with ALWA added *beside* the detector's keys,
+never around them, by :func:`add_alwa`::
 
-    model = L(with_alwa)(model=<base model node>, cls_keys=["loss_cls"], reg_keys=["loss_box_reg"])
+    from alignment_det.modeling.alwa import add_alwa
+    from .retinanet_R50 import dataloader, lr_multiplier, model, optimizer, train
 
-Overrides of the detector then read ``model.model.<key>``.
+    model = add_alwa(model, cls_keys=["loss_cls"], reg_keys=["loss_box_reg"], variant="ALWA_2")
+
+which rewrites the node to
+
+    model._target_ = build_with_alwa                    # builds the detector, then with_alwa()
+    model.detector_class = "detectron2...RetinaNet"     # the node's former _target_
+    model.alwa = {cls_keys: [...], reg_keys: [...], variant: ..., lambda0, period, stats_on, sync}
+    model.<every detector key, unchanged>
+
+So ``model.num_classes=K``, ``model.box_reg_loss_type=giou`` and README's dataset recipe read
+exactly as for the baseline, interpolations inside the detector node (``${..num_classes}``,
+MAL's ``${..train.max_iter}``) resolve as before, and ALWA's own keys are ``model.alwa.*``
+(``model.alwa.variant=ALWA_1 model.alwa.period=200``). ``instantiate(cfg.model)`` still
+returns the complete, hooked detector, so every tool that builds ``cfg.model`` (Detectron2's
+``lazyconfig_train_net.py``, the model zoo, benchmarks, export) gets ALWA without knowing
+about it. The override checks of ``alignment_det.engine.config`` follow
+``build_with_alwa.forwards_kwargs_to`` to the detector's signature, so its arguments left
+at their defaults (``model.test_score_thresh``) are valid override keys too.
+
+(An earlier design wrapped the node, ``L(with_alwa)(model=<detector node>)``, which hid the
+detector's keys under ``model.model.*`` and broke ``model.num_classes=K``.)
 
 Why a forward hook rather than a subclass per detector or a wrapper module:
 
@@ -25,18 +49,21 @@ Why a forward hook rather than a subclass per detector or a wrapper module:
   every rank inside the DDP forward, and ``copy.deepcopy`` / pickling keep it (the hook
   is a module-level function that reads ``module.alwa``, not a closure over the
   original object).
+
+ALWA's state (α, the partial windows) is in persistent buffers, hence in every checkpoint.
 """
 from __future__ import annotations
 
 from typing import Mapping, Sequence, Union
 
+from detectron2.utils.registry import _convert_target_to_string, locate
 from torch import nn
 
 from alignment_det.balancing.alwa import ALWA
 
 from .events import put_scalars
 
-__all__ = ["with_alwa", "get_alwa", "ALWA_WEIGHT_KEY"]
+__all__ = ["with_alwa", "get_alwa", "add_alwa", "build_with_alwa", "ALWA_WEIGHT_KEY"]
 
 #: Name of the scalar logged to Detectron2's EventStorage every training step.
 ALWA_WEIGHT_KEY = "alwa_weight"
@@ -108,3 +135,37 @@ def get_alwa(model: nn.Module) -> ALWA:
     if not isinstance(alwa, ALWA):
         raise KeyError(f"{type(inner).__name__} has no ALWA controller; build it with with_alwa(...)")
     return alwa
+
+
+def build_with_alwa(*, detector_class: str, alwa: Mapping, **detector_args) -> nn.Module:
+    """LazyCall target of an ALWA config's ``model`` node (see the module docstring):
+    ``with_alwa(detector_class(**detector_args), **alwa)``.
+
+    Args:
+        detector_class: dotted path (or the class) of the detector, e.g.
+            ``"detectron2.modeling.meta_arch.retinanet.RetinaNet"``.
+        alwa: keyword arguments of :func:`with_alwa` (``cls_keys``, ``reg_keys``, ``variant``, ...).
+        detector_args: the detector's own constructor arguments (``backbone``, ``num_classes``, ...).
+    """
+    cls = locate(detector_class) if isinstance(detector_class, str) else detector_class
+    return with_alwa(cls(**detector_args), **dict(alwa))
+
+
+# The config checks (alignment_det.engine.config) read the detector's signature through this.
+build_with_alwa.forwards_kwargs_to = "detector_class"
+
+
+def add_alwa(model_node, **alwa_args):
+    """Add ALWA to a detector's LazyCall node in place and return it (the config design of
+    the module docstring). ``alwa_args`` are :func:`with_alwa`'s keyword arguments.
+
+    Raises:
+        ValueError: if the node already has ALWA.
+    """
+    if "alwa" in model_node or "detector_class" in model_node:
+        raise ValueError("add_alwa: this model node already has ALWA (model.alwa); add it once")
+    target = model_node._target_
+    model_node.detector_class = target if isinstance(target, str) else _convert_target_to_string(target)
+    model_node._target_ = build_with_alwa
+    model_node.alwa = dict(alwa_args)
+    return model_node

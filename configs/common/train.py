@@ -12,4 +12,10 @@ train = dict(
     seed=-1,
     # Gradient clipping inside optimizer.step: clip_type full_model | norm | value.
     clip_grad=dict(enabled=False, clip_type="full_model", clip_value=1.0, norm_type=2.0),
+    # EMA of the weights (alignment_det/engine/ema.py): decay = mmdetection's default
+    # (ExpMomentumEMA momentum 0.0002); evaluations and --eval-only then use the EMA weights.
+    model_ema=dict(enabled=False, decay=0.9998, use_ema_for_eval=True),
+    # Scale optimizer.lr by dataloader.train.total_batch_size / dataloader.reference_batch_size
+    # (mmdetection's linear rule); without it a differing batch only gets a warning.
+    auto_scale_lr=False,
 )

@@ -4,19 +4,16 @@ C = 10 instead of 100 so that α is re-estimated ten times within the 100 iterat
 ``log_period = 1`` so that metrics.json holds ``alwa_weight`` for every iteration (the
 plot of ``projects/ALWA/plot_weight.py`` and the resume test read it).
 """
-from detectron2.config import LazyCall as L
+from alignment_det.modeling.alwa import add_alwa
 
-from alignment_det.modeling.alwa import with_alwa
-
-from ..retinanet_R50 import dataloader, optimizer, train
-from ..retinanet_R50 import model as _detector
+from ..retinanet_R50 import dataloader, model, optimizer, train
 from .instant_common import shrink
 
 lr_multiplier = shrink(
-    _detector, dataloader, optimizer, train, output_dir="./output/retinanet_alwa_instant_test"
+    model, dataloader, optimizer, train, output_dir="./output/retinanet_alwa_instant_test"
 )
-model = L(with_alwa)(
-    model=_detector,
+model = add_alwa(
+    model,
     cls_keys=["loss_cls"],
     reg_keys=["loss_box_reg"],
     variant="ALWA_2",

@@ -34,8 +34,11 @@ from alignment_det.assigners.fcos_targets import MMDET_FCOS_REGRESS_RANGES, fcos
 from alignment_det.assigners.one_to_one import onenet_cost_assign, one_to_one_assign
 from alignment_det.layers.max_filter_3d import fuse_filter_logits
 from alignment_det.losses.date_losses import fcos_o2m_losses, ltrb_to_boxes, o2o_losses
+from alignment_det.utils.boxes import aligned_iou
 from alignment_det.utils.comm import all_reduce_mean
 
+from ..alignment_logging import log_score_iou_correlation
+from ..assignment import ImageAssignment, level_ids_of, make_image_assignment, positive_group, training_inputs
 from ..events import put_scalars
 
 __all__ = ["DATE", "backbone_lr_factor"]
@@ -237,22 +240,8 @@ class DATE(FCOS):
         logits, probs, boxes = self._o2o_dense(predictions, loc_strides, locations)
         gt_boxes = [inst.gt_boxes.tensor for inst in gt_instances]
         gt_classes = [inst.gt_classes for inst in gt_instances]
-
-        matches = []
-        for i in range(len(gt_instances)):  # Hungarian is per image (scipy, CPU)
-            if self.o2o_matcher == "poto":
-                m = one_to_one_assign(
-                    probs[i], boxes[i], locations, loc_strides, gt_boxes[i], gt_classes[i],
-                    alpha=self.poto_alpha, center_radius=self.center_radius,
-                    empty_center_fallback=self.empty_center_fallback,
-                )
-            else:
-                m = onenet_cost_assign(
-                    probs[i], boxes[i], gt_boxes[i], gt_classes[i], images.image_sizes[i],
-                    weights=self.o2o_loss_weights, focal_alpha=self.focal_loss_alpha,
-                    focal_gamma=self.focal_loss_gamma,
-                )
-            matches.append(m)
+        matches = self.o2o_matches(images, probs, boxes, locations, loc_strides, gt_boxes, gt_classes)
+        self._log_o2o_alignment(probs, boxes, gt_boxes, gt_classes, matches)
         losses = o2o_losses(
             logits, boxes, gt_boxes, gt_classes, matches, images.image_sizes,
             focal_alpha=self.focal_loss_alpha, focal_gamma=self.focal_loss_gamma,
@@ -278,16 +267,55 @@ class DATE(FCOS):
         losses.update(o2m)
         return losses
 
+    @torch.no_grad()
+    def o2o_matches(self, images, probs, boxes, locations, loc_strides, gt_boxes, gt_classes):
+        """The one-to-one assignment of every image: a list of ``(location_idx, gt_idx)`` (M_i,) pairs.
+
+        Args:
+            probs: (N, R, K) o2o probabilities; boxes: (N, R, 4) decoded o2o boxes; locations (R, 2),
+            loc_strides (R,): :meth:`locations`; gt_boxes / gt_classes: per image (G_i, 4) / (G_i,).
+        """
+        matches = []
+        for i in range(len(gt_boxes)):  # Hungarian is per image (scipy, CPU)
+            if self.o2o_matcher == "poto":
+                m = one_to_one_assign(
+                    probs[i], boxes[i], locations, loc_strides, gt_boxes[i], gt_classes[i],
+                    alpha=self.poto_alpha, center_radius=self.center_radius,
+                    empty_center_fallback=self.empty_center_fallback,
+                )
+            else:
+                m = onenet_cost_assign(
+                    probs[i], boxes[i], gt_boxes[i], gt_classes[i], images.image_sizes[i],
+                    weights=self.o2o_loss_weights, focal_alpha=self.focal_loss_alpha,
+                    focal_gamma=self.focal_loss_gamma,
+                )
+            matches.append(m)
+        return matches
+
+    @staticmethod
+    def _log_o2o_alignment(probs, boxes, gt_boxes, gt_classes, matches) -> None:
+        """``align/score_iou_corr`` over the o2o matched pairs: the o2o probability of the GT class
+        (the inference score, NMS-free) against the IoU of the matched location's box with its GT."""
+        with torch.no_grad():
+            scores = [probs[i][loc, gt_classes[i][g]] for i, (loc, g) in enumerate(matches)]
+            ious = [aligned_iou(boxes[i][loc].float(), gt_boxes[i][g].float()) for i, (loc, g) in enumerate(matches)]
+        if scores:
+            log_score_iou_correlation(torch.cat(scores), torch.cat(ious))
+
+    def _fcos_o2m_labels(self, locations, level_ids, gt_boxes, gt_classes):
+        """DATE-F o2m targets of every image (mmdet FCOS semantics)."""
+        return [
+            fcos_targets(locations, level_ids, b, c, self.num_classes, regress_ranges=self.o2m_regress_ranges)
+            for b, c in zip(gt_boxes, gt_classes)
+        ]
+
     def _fcos_o2m_losses(self, predictions, locations, level_ids, gt_boxes, gt_classes):
         """DATE-F o2m: mmdet FCOS targets and losses; returns (losses, #positives in the batch)."""
         K = self.num_classes
         cls = cat([permute_to_N_HWA_K(x, K) for x in predictions["o2m_cls"]], dim=1)
         ltrb = cat([permute_to_N_HWA_K(x, 4) for x in predictions["o2m_reg"]], dim=1)
         ctr = cat([permute_to_N_HWA_K(x, 1) for x in predictions["o2m_ctr"]], dim=1).squeeze(-1)
-        targets = [
-            fcos_targets(locations, level_ids, b, c, K, regress_ranges=self.o2m_regress_ranges)
-            for b, c in zip(gt_boxes, gt_classes)
-        ]
+        targets = self._fcos_o2m_labels(locations, level_ids, gt_boxes, gt_classes)
         labels = torch.stack([t.labels for t in targets])
         losses = fcos_o2m_losses(
             cls, ltrb, ctr, labels,
@@ -298,14 +326,15 @@ class DATE(FCOS):
         return losses, int(((labels >= 0) & (labels < K)).sum())
 
     @torch.no_grad()
-    def _retina_label_anchors(self, anchors: Boxes, gt_instances) -> Tuple[Tensor, Tensor]:
+    def _retina_label_anchors(self, anchors: Boxes, gt_instances) -> Tuple[Tensor, Tensor, Tensor]:
         """RetinaNet max-IoU labels (as ``RetinaNet.label_anchors``): (N, R) labels in {-1, 0..K}
-        (-1 ignore, K background) and (N, R, 4) matched GT boxes."""
-        labels, matched = [], []
+        (-1 ignore, K background), (N, R, 4) matched GT boxes and (N, R) matched GT indices."""
+        labels, matched, indices = [], [], []
         for inst in gt_instances:
             if len(inst) == 0:
                 labels.append(torch.full((len(anchors),), self.num_classes, dtype=torch.long, device=anchors.device))
                 matched.append(torch.zeros_like(anchors.tensor))
+                indices.append(torch.zeros((len(anchors),), dtype=torch.long, device=anchors.device))
                 continue
             idx, anchor_labels = self.o2m_anchor_matcher(pairwise_iou(inst.gt_boxes, anchors))
             lab = inst.gt_classes[idx].clone()
@@ -313,7 +342,8 @@ class DATE(FCOS):
             lab[anchor_labels == -1] = -1
             labels.append(lab)
             matched.append(inst.gt_boxes.tensor[idx])
-        return torch.stack(labels), torch.stack(matched)
+            indices.append(idx)
+        return torch.stack(labels), torch.stack(matched), torch.stack(indices)
 
     def _retina_o2m_losses(self, features, predictions, gt_instances):
         """DATE-R o2m: focal × w0 and L1 on deltas × w1, both / max(all-reduced #pos, 1)."""
@@ -321,7 +351,7 @@ class DATE(FCOS):
         anchors = self.o2m_anchor_generator(features)
         cls = cat([permute_to_N_HWA_K(x, K) for x in predictions["o2m_cls"]], dim=1)
         deltas = [permute_to_N_HWA_K(x, 4) for x in predictions["o2m_reg"]]
-        labels, matched = self._retina_label_anchors(Boxes.cat(anchors), gt_instances)
+        labels, matched, _ = self._retina_label_anchors(Boxes.cat(anchors), gt_instances)
         valid = labels >= 0
         pos = valid & (labels != K)
         num_pos = int(pos.sum())
@@ -338,6 +368,40 @@ class DATE(FCOS):
         )
         w_cls, w_box = self.o2m_loss_weights
         return {"loss_o2m_cls": loss_cls / n * w_cls, "loss_o2m_box_reg": loss_box / n * w_box}, num_pos
+
+    # ------------------------------------------------------------------ assignment
+    @torch.no_grad()
+    def assignment(self, batched_inputs: List[Dict[str, Tensor]]) -> List[ImageAssignment]:
+        """DATE's positives (``alignment_det.modeling.assignment`` contract), from the training code:
+        group ``o2o`` (:meth:`o2o_matches` on the current o2o predictions, points) and group ``o2m``
+        (DATE-F: mmdet FCOS targets on the points; DATE-R: the RetinaNet IoU matcher on its anchors)."""
+        images, features, gt_instances = training_inputs(self, batched_inputs)
+        predictions = self.head(features)
+        locations, loc_strides, level_ids = self.locations(features)
+        _, probs, boxes = self._o2o_dense(predictions, loc_strides, locations)
+        gt_boxes = [inst.gt_boxes.tensor for inst in gt_instances]
+        gt_classes = [inst.gt_classes for inst in gt_instances]
+        matches = self.o2o_matches(images, probs, boxes, locations, loc_strides, gt_boxes, gt_classes)
+        if self.o2m == "fcos":
+            targets = self._fcos_o2m_labels(locations, level_ids, gt_boxes, gt_classes)
+            o2m = [(torch.nonzero(t.gt_index >= 0).squeeze(1), t.gt_index) for t in targets]
+            o2m_priors, o2m_levels = locations, level_ids
+        else:
+            anchors = self.o2m_anchor_generator(features)
+            all_anchors = Boxes.cat(anchors)
+            labels, _, indices = self._retina_label_anchors(all_anchors, gt_instances)
+            pos = (labels >= 0) & (labels < self.num_classes)
+            o2m = [(torch.nonzero(p).squeeze(1), idx) for p, idx in zip(pos, indices)]
+            o2m_priors, o2m_levels = all_anchors.tensor, level_ids_of([len(a) for a in anchors], all_anchors.device)
+        out = []
+        for i, inst in enumerate(gt_instances):
+            o2m_idx, o2m_gt = o2m[i]
+            groups = {
+                "o2o": positive_group(matches[i][0], matches[i][1], locations, level_ids),
+                "o2m": positive_group(o2m_idx, o2m_gt[o2m_idx], o2m_priors, o2m_levels),
+            }
+            out.append(make_image_assignment(images.image_sizes[i], inst, groups, self.head_in_features))
+        return out
 
     # ------------------------------------------------------------------ inference
     def o2o_detections(

@@ -27,9 +27,12 @@ from detectron2.modeling.meta_arch.build import META_ARCH_REGISTRY
 from detectron2.modeling.meta_arch.retinanet import RetinaNet
 from detectron2.structures import Boxes, ImageList, Instances
 
+from alignment_det.assigners.mal_bags import effective_bag_size, selection_count
 from alignment_det.layers.anchor_depression import DEPRESSION_SCHEDULES, AnchorDepression
-from alignment_det.losses.mal_loss import mal_losses
+from alignment_det.losses.mal_loss import mal_losses, select_bag_anchors
 
+from ..alignment_logging import log_score_iou_correlation
+from ..assignment import ImageAssignment, level_ids_of, make_image_assignment, positive_group, training_inputs
 from ..events import current_storage, put_scalars
 
 __all__ = ["MALRetinaNet", "MAL_BOX_CODER_WEIGHTS", "MAL_SELECTION_MODES"]
@@ -146,16 +149,18 @@ class MALRetinaNet(RetinaNet):
         if not self.training:
             return super().forward(batched_inputs)
         assert "instances" in batched_inputs[0], "Instance annotations are missing in training!"
-        images = self.preprocess_image(batched_inputs)
-        features = self.backbone(images.tensor)
-        features = [features[f] for f in self.head_in_features]
-        iteration = self.current_iter()
-        features, ratio = self.depression(features, iteration=iteration, max_iter=self.max_iter)
-        predictions = self.head(features)
-        gt_instances = [x["instances"].to(self.device) for x in batched_inputs]
+        images, features, predictions, gt_instances, iteration, ratio = self._training_predictions(batched_inputs)
         losses = self.forward_training(images, features, predictions, gt_instances, iteration=iteration)
         put_scalars(smoothing_hint=False, **{"mal/depression_ratio": ratio})
         return losses
+
+    def _training_predictions(self, batched_inputs):
+        """Backbone, depression at iteration ``t`` and head, as in training: (images, features,
+        predictions, gt_instances, t, depression ratio)."""
+        images, features, gt_instances = training_inputs(self, batched_inputs)
+        iteration = self.current_iter()
+        features, ratio = self.depression(features, iteration=iteration, max_iter=self.max_iter)
+        return images, features, self.head(features), gt_instances, iteration, ratio
 
     def forward_training(
         self,
@@ -207,18 +212,57 @@ class MALRetinaNet(RetinaNet):
             [x.gt_classes for x in gt_instances],
             bag_size=self.anchor_bag_size,
             progress=self.selection_progress(iteration),
-            bbox_reg_weight=self.bbox_reg_weight,
-            smooth_l1_beta=self.bag_smooth_l1_beta,
-            box_coder_weights=tuple(self.box2box_transform.weights),
             saturation_thresh=self.saturation_thresh,
             pos_neg_alpha=self.pos_neg_alpha,
             neg_gamma=self.neg_gamma,
+            **self._bag_kwargs(),
+        )
+        # Statistics, not losses: the trainer sums every value of the returned dict.
+        num_selected = out.pop("num_selected")
+        # The positives of MAL are the selected anchors of every bag.
+        log_score_iou_correlation(out.pop("positive_scores"), out.pop("positive_ious"))
+        # Schedule values, not noisy measurements: log each step's value, not a 20-step median.
+        put_scalars(smoothing_hint=False, **{"mal/num_selected_per_bag": float(num_selected)})
+        return out
+
+    def _bag_kwargs(self) -> Dict:
+        """Bag parameters shared by the loss and :meth:`assignment`."""
+        return dict(
+            bbox_reg_weight=self.bbox_reg_weight,
+            smooth_l1_beta=self.bag_smooth_l1_beta,
+            box_coder_weights=tuple(self.box2box_transform.weights),
             min_gt_size=self.min_gt_size,
             gt_chunk_size=self.gt_chunk_size,
         )
-        # A statistic, not a loss: the trainer sums every value of the returned dict.
-        num_selected = out.pop("num_selected")
-        # Schedule values, not noisy measurements: log each step's value, not a 20-step median.
-        put_scalars(smoothing_hint=False, **{"mal/num_selected_per_bag": float(num_selected)})
+
+    # ----------------------------------------------------------------------------- assignment
+    @torch.no_grad()
+    def assignment(self, batched_inputs: List[Dict[str, Tensor]]) -> List[ImageAssignment]:
+        """MAL's positives (``alignment_det.modeling.assignment`` contract): group ``bag`` (the top-k
+        anchors by IoU of each GT) and group ``selected`` (the ``m(lambda)`` anchors of each bag with the
+        highest joint confidence ``q`` on the depressed features of iteration :meth:`current_iter`),
+        both through :func:`~alignment_det.losses.mal_loss.select_bag_anchors`, the loss's own code."""
+        images, features, predictions, gt_instances, iteration, ratio = self._training_predictions(batched_inputs)
+        pred_logits, pred_deltas = self._transpose_dense_predictions(predictions, [self.num_classes, 4])
+        anchors = self.anchor_generator(features)
+        all_anchors = Boxes.cat(anchors).tensor
+        level_ids = level_ids_of([len(a) for a in anchors], device=all_anchors.device)
+        cls_prob = torch.sigmoid(torch.cat(pred_logits, dim=1).float())
+        deltas = torch.cat(pred_deltas, dim=1).float()
+        k_bag = effective_bag_size(self.anchor_bag_size, all_anchors.shape[0])
+        m = selection_count(k_bag, self.selection_progress(iteration))
+        info = {"iteration": float(iteration), "bag_size": float(k_bag), "num_selected": float(m),
+                "depression_ratio": float(ratio)}
+        out = []
+        for i, inst in enumerate(gt_instances):
+            sel = select_bag_anchors(
+                cls_prob[i], deltas[i], all_anchors.float(), inst.gt_boxes.tensor.float(), inst.gt_classes,
+                bag_size=k_bag, num_selected=m, **self._bag_kwargs(),
+            )
+            groups = {
+                name: positive_group(idx, sel.gt_idx[:, None].expand_as(idx), all_anchors, level_ids)
+                for name, idx in (("bag", sel.bags), ("selected", sel.selected))
+            }
+            out.append(make_image_assignment(images.image_sizes[i], inst, groups, self.head_in_features, info))
         return out
 

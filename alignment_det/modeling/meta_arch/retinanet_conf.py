@@ -24,6 +24,8 @@ from torch import Tensor
 from alignment_det.layers.score_fusion import DEFAULT_FUSION_ALPHA, fuse_scores
 from alignment_det.losses.objectness import iou_targets, objectness_loss
 
+from ..alignment_logging import log_score_iou_correlation
+from ..assignment import ImageAssignment, label_anchors_assignment
 from ..events import put_scalars
 
 __all__ = ["RetinaNetConf"]
@@ -142,9 +144,19 @@ class RetinaNetConf(RetinaNet):
 
         if targets.numel() > 0:
             with torch.no_grad():
-                stats = torch.stack([obj_logits[pos_img, pos_anchor].sigmoid().mean(), targets.mean()]).tolist()
+                pos_obj = obj_logits[pos_img, pos_anchor].sigmoid()
+                stats = torch.stack([pos_obj.mean(), targets.mean()]).tolist()
+                # The inference ranking score of each positive for its GT class (fused, §5.3).
+                pos_cls = cat(pred_logits, dim=1)[pos_img, pos_anchor, gt_labels[pos_img, pos_anchor]].sigmoid()
+                pos_scores = fuse_scores(pos_cls[:, None], pos_obj[:, None], self.fusion_alpha)[:, 0]
             put_scalars(obj_pred_mean_pos=stats[0], obj_target_mean_pos=stats[1])
+            log_score_iou_correlation(pos_scores, targets)
         return losses
+
+    def assignment(self, batched_inputs) -> List[ImageAssignment]:
+        """RetinaNet's positives, unchanged by the method: group ``iou_matcher`` from Detectron2's
+        ``label_anchors`` (``alignment_det.modeling.assignment`` contract)."""
+        return label_anchors_assignment(self, batched_inputs, group="iou_matcher")
 
     # ----------------------------------------------------------------- inference
     def forward_inference(self, images: ImageList, features: List[Tensor], predictions: List[List[Tensor]]):

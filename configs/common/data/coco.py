@@ -10,7 +10,9 @@ from alignment_det.data import get_dataset_dicts
 dataloader = OmegaConf.create()
 
 dataloader.train = L(build_detection_train_loader)(
-    dataset=L(get_dataset_dicts)(names="coco_2017_train"),
+    # strict_boxes=True: malformed boxes (NaN, negative or zero size, outside the image) are an
+    # error; False: they are left out with one warning (alignment_det.data.box_report).
+    dataset=L(get_dataset_dicts)(names="coco_2017_train", strict_boxes=False),
     mapper=L(DatasetMapper)(
         is_train=True,
         augmentations=[
@@ -25,9 +27,13 @@ dataloader.train = L(build_detection_train_loader)(
     total_batch_size=16,
     num_workers=4,
 )
+# The total batch that optimizer.lr and the schedule of the configs built on this one are for
+# (Detectron2's COCO baselines: 16 images). A run whose total_batch_size differs gets a warning;
+# train.auto_scale_lr=True scales optimizer.lr by total_batch_size / reference_batch_size.
+dataloader.reference_batch_size = 16
 
 dataloader.test = L(build_detection_test_loader)(
-    dataset=L(get_dataset_dicts)(names="coco_2017_val", filter_empty=False),
+    dataset=L(get_dataset_dicts)(names="coco_2017_val", filter_empty=False, strict_boxes=False),
     mapper=L(DatasetMapper)(
         is_train=False,
         augmentations=[L(T.ResizeShortestEdge)(short_edge_length=800, max_size=1333)],

@@ -1,5 +1,8 @@
 """Detectron2's Faster R-CNN R50-FPN: upstream ``configs/common/models/mask_rcnn_fpn.py``
-without the mask branch (the model of ``COCO-Detection/faster_rcnn_R_50_FPN_1x.yaml``)."""
+without the mask branch (the model of ``COCO-Detection/faster_rcnn_R_50_FPN_1x.yaml``).
+
+The target is ``alignment_det``'s ``FasterRCNN``, GeneralizedRCNN with ``num_classes`` on the
+model node, so ``model.num_classes=K`` works as for every other zoo model."""
 from detectron2.config import LazyCall as L
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.anchor_generator import DefaultAnchorGenerator
@@ -7,14 +10,16 @@ from detectron2.modeling.backbone import FPN, BasicStem, ResNet
 from detectron2.modeling.backbone.fpn import LastLevelMaxPool
 from detectron2.modeling.box_regression import Box2BoxTransform
 from detectron2.modeling.matcher import Matcher
-from detectron2.modeling.meta_arch import GeneralizedRCNN
 from detectron2.modeling.poolers import ROIPooler
 from detectron2.modeling.proposal_generator import RPN, StandardRPNHead
 from detectron2.modeling.roi_heads import FastRCNNConvFCHead, FastRCNNOutputLayers, StandardROIHeads
 
+from alignment_det.modeling.meta_arch.rcnn import FasterRCNN
+
 from ..data.constants import imagenet_bgr256_mean, imagenet_bgr256_std
 
-model = L(GeneralizedRCNN)(
+model = L(FasterRCNN)(
+    num_classes=80,
     backbone=L(FPN)(
         bottom_up=L(ResNet)(
             stem=L(BasicStem)(in_channels=3, out_channels=64, norm="FrozenBN"),
@@ -44,7 +49,7 @@ model = L(GeneralizedRCNN)(
         nms_thresh=0.7,
     ),
     roi_heads=L(StandardROIHeads)(
-        num_classes=80,
+        num_classes="${..num_classes}",
         batch_size_per_image=512,
         positive_fraction=0.25,
         proposal_matcher=L(Matcher)(thresholds=[0.5], labels=[0, 1], allow_low_quality_matches=False),

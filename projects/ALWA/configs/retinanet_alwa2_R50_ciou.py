@@ -5,6 +5,6 @@ The paper's Table 2 was run on VOC07; these configs keep the COCO 1x schedule of
 """
 from ....configs.retinanet_alwa_R50 import dataloader, lr_multiplier, model, optimizer, train
 
-model.variant = "ALWA_2"
-model.model.box_reg_loss_type = "ciou"
+model.alwa.variant = "ALWA_2"
+model.box_reg_loss_type = "ciou"
 train.output_dir = "./output/retinanet_alwa2_R50_ciou"

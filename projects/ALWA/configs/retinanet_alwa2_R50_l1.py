@@ -5,6 +5,6 @@ The paper's Table 2 was run on VOC07; these configs keep the COCO 1x schedule of
 """
 from ....configs.retinanet_alwa_R50 import dataloader, lr_multiplier, model, optimizer, train
 
-model.variant = "ALWA_2"
-model.model.smooth_l1_beta = 0.0  # Detectron2 computes L1 at beta 0
+model.alwa.variant = "ALWA_2"
+model.smooth_l1_beta = 0.0  # Detectron2 computes L1 at beta 0
 train.output_dir = "./output/retinanet_alwa2_R50_l1"

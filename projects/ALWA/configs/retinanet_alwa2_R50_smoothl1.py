@@ -5,7 +5,7 @@ The paper's Table 2 was run on VOC07; these configs keep the COCO 1x schedule of
 """
 from ....configs.retinanet_alwa_R50 import dataloader, lr_multiplier, model, optimizer, train
 
-model.variant = "ALWA_2"
-model.model.box_reg_loss_type = "smooth_l1"
-model.model.smooth_l1_beta = 0.11
+model.alwa.variant = "ALWA_2"
+model.box_reg_loss_type = "smooth_l1"
+model.smooth_l1_beta = 0.11
 train.output_dir = "./output/retinanet_alwa2_R50_smoothl1"
