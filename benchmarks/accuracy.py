@@ -65,6 +65,12 @@ ALIGNMENT_PREFIX = "alignment/"
 # The alignment measures the table shows when the evaluator reports them (all are in results.json):
 # score-IoU correlation of the detections, and how often NMS kept a worse-localised box.
 ALIGNMENT_COLUMNS = ("pearson_all", "spearman_all", "nms_misranked_share", "nms_mean_iou_lost")
+ALIGNMENT_LEGEND = (
+    "Alignment (`alignment_det.evaluation.AlignmentEvaluator`, on the test set): `pearson_all` / `spearman_all`, "
+    "correlation of a detection's score with its IoU (detections overlapping a same-class ground truth by IoU >= 0.1); "
+    "`nms_misranked_share`, share of ground truths whose best-localised candidate NMS suppressed while keeping a "
+    "worse-localised one, and `nms_mean_iou_lost`, the mean IoU those ground truths lost. A detector without NMS (DATE) has 0 by construction."
+)
 SKIP_TIMING_ITERS = 20  # the first logged iterations include start-up costs
 
 
@@ -560,6 +566,8 @@ def write_report(args, preset, num_classes: int, per_config: Dict[str, dict], ou
         "A small-scale from-scratch comparison: it says nothing about COCO accuracy with pretrained backbones."
     )
     table = markdown_table(rows, alignment_keys=alignment_keys)
+    if alignment_keys:
+        table += "\n\n" + ALIGNMENT_LEGEND
     with open(os.path.join(output, "results.md"), "w") as f:
         f.write(header + "\n\n" + table + "\n")
     report = dict(
