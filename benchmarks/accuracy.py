@@ -69,7 +69,8 @@ ALIGNMENT_LEGEND = (
     "Alignment (`alignment_det.evaluation.AlignmentEvaluator`, on the test set): `pearson_all` / `spearman_all`, "
     "correlation of a detection's score with its IoU (detections overlapping a same-class ground truth by IoU >= 0.1); "
     "`nms_misranked_share`, share of ground truths whose best-localised candidate NMS suppressed while keeping a "
-    "worse-localised one, and `nms_mean_iou_lost`, the mean IoU those ground truths lost. A detector without NMS (DATE) has 0 by construction."
+    "worse-localised one, and `nms_mean_iou_lost`, the mean IoU those ground truths lost. A detector without "
+    "NMS (DATE) has 0 by construction."
 )
 SKIP_TIMING_ITERS = 20  # the first logged iterations include start-up costs
 
