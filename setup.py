@@ -56,5 +56,7 @@ setup(
         "d2": ["opencv-python-headless"],
         # tools/analyze_alignment.py and AlignmentEvaluator(tide=True): TIDE errors through hotcoco.
         "analysis": ["hotcoco>=1.3", "matplotlib", "tqdm"],
+        # tools/export.py --format onnx: write the graph and check it in onnxruntime.
+        "export": ["onnx", "onnxruntime"],
     },
 )

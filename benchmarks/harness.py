@@ -1,15 +1,25 @@
-"""Time one config against another in the same process on the same batches.
+"""Time one config against another in the same process on the same batches, with peak memory.
 
 Both models are built from their configs (random init, same seed), then each timed
 step alternates between them (A, B, A, B, ...) so drift of the machine (turbo, other
 load) hits both alike. A training step is forward + backward (no optimizer step, so the
 weights and hence the work stay the same every step); an inference step is an eval-mode
 forward under ``torch.no_grad``. Medians are reported with the ratio B / A.
+
+Each step's peak memory is measured too (:class:`PeakMemory`): the most memory in use during
+the step above what was in use when it began (both models' weights are resident throughout, so
+this is the step's own activations, gradients and workspace). On CUDA it is
+``torch.cuda.max_memory_allocated`` (reset before each step); on Linux CPUs the process's peak
+resident memory ``VmHWM``, reset before each step through ``/proc/self/clear_refs``, minus its
+resident memory ``VmRSS`` at the start. The largest value over the timed steps is reported.
 """
+import ctypes
+import ctypes.util
+import math
 import platform
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, List, Sequence
 
 import torch
@@ -22,9 +32,13 @@ from alignment_det.engine.config import load_config
 
 @dataclass
 class Timing:
+    """Per timed step: seconds and peak memory in bytes (NaN where memory cannot be measured)."""
+
     name: str
     train_s: List[float]
     infer_s: List[float]
+    train_bytes: List[float] = field(default_factory=list)
+    infer_bytes: List[float] = field(default_factory=list)
 
     @property
     def train_median(self) -> float:
@@ -33,6 +47,69 @@ class Timing:
     @property
     def infer_median(self) -> float:
         return statistics.median(self.infer_s) if self.infer_s else float("nan")
+
+    @property
+    def train_peak(self) -> float:
+        return max(self.train_bytes) if self.train_bytes else float("nan")
+
+    @property
+    def infer_peak(self) -> float:
+        return max(self.infer_bytes) if self.infer_bytes else float("nan")
+
+
+def _proc_status_kib(field_name: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1])
+    raise KeyError(field_name)
+
+
+def _cpu_peak_supported() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        _proc_status_kib("VmHWM")
+        return True
+    except OSError:
+        return False
+
+
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c")) if platform.system() == "Linux" else None
+
+
+class PeakMemory:
+    """``with PeakMemory(device) as m: ...`` then ``m.bytes``: peak memory in use during the block
+    above the memory in use when it began (CUDA: allocated by torch; CPU: resident, Linux only,
+    else NaN)."""
+
+    def __init__(self, device: str):
+        self.cuda = torch.device(device).type == "cuda"
+        self.supported = self.cuda or _cpu_peak_supported()
+        self.bytes = float("nan")
+
+    def __enter__(self):
+        if self.cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self._start = torch.cuda.memory_allocated()
+        elif self.supported:
+            if _LIBC is not None and hasattr(_LIBC, "malloc_trim"):
+                # Return freed heap to the OS first, so that RSS is the memory really in use (glibc
+                # keeps small freed blocks, which the previous step would otherwise leave counted).
+                _LIBC.malloc_trim(0)
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # resets VmHWM to the current VmRSS (Linux >= 4.0)
+            self._start = _proc_status_kib("VmRSS") * 1024
+        return self
+
+    def __exit__(self, *exc):
+        if self.cuda:
+            torch.cuda.synchronize()
+            self.bytes = float(torch.cuda.max_memory_allocated() - self._start)
+        elif self.supported:
+            self.bytes = float(_proc_status_kib("VmHWM") * 1024 - self._start)
+        return False
 
 
 def synthetic_batch(
@@ -68,26 +145,33 @@ def _sync(device: str):
 
 
 def _train_step(model, batch, device):
+    """(seconds, peak bytes) of forward + backward; gradients are freed before the next step."""
     model.train()
-    _sync(device)
-    t0 = time.perf_counter()
-    losses = model(batch)
-    sum(losses.values()).backward()
-    _sync(device)
-    dt = time.perf_counter() - t0
+    with PeakMemory(device) as mem:
+        _sync(device)
+        t0 = time.perf_counter()
+        losses = model(batch)
+        sum(losses.values()).backward()
+        _sync(device)
+        dt = time.perf_counter() - t0
+        del losses
     model.zero_grad(set_to_none=True)
-    return dt
+    return dt, mem.bytes
 
 
 @torch.no_grad()
 def _infer_step(model, batch, device):
+    """(seconds, peak bytes) of an eval-mode forward."""
     model.eval()
     inputs = [{k: v for k, v in d.items() if k != "instances"} for d in batch]
-    _sync(device)
-    t0 = time.perf_counter()
-    model(inputs)
-    _sync(device)
-    return time.perf_counter() - t0
+    with PeakMemory(device) as mem:
+        _sync(device)
+        t0 = time.perf_counter()
+        outputs = model(inputs)
+        _sync(device)
+        dt = time.perf_counter() - t0
+        del outputs
+    return dt, mem.bytes
 
 
 def compare(
@@ -130,23 +214,35 @@ def _run(models, batches, timings, modes, warmup, device):
         step = _train_step if mode == "train" else _infer_step
         for i, batch in enumerate(batches):
             for model, timing in zip(models, timings):
-                dt = step(model, batch, device)
+                dt, peak = step(model, batch, device)
                 if i >= warmup:
                     (timing.train_s if mode == "train" else timing.infer_s).append(dt)
+                    (timing.train_bytes if mode == "train" else timing.infer_bytes).append(peak)
+
+
+def _ratio(value: float, base: float) -> str:
+    return f"{value / base:.3f}" if base and not (math.isnan(value) or math.isnan(base)) else "n/a"
+
+
+def _mib(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value / 2**20:.0f}"
 
 
 def report(timings: Sequence[Timing], *, title: str = "") -> str:
-    """A Markdown table of medians and the ratio of each config to the first."""
+    """A Markdown table of median step times, peak step memory, and each config's ratio to the first."""
     base = timings[0]
     lines = [title] if title else []
     lines += [
         f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
-        "| config | train step (ms, median) | ratio | inference (ms, median) | ratio |",
-        "|---|---|---|---|---|",
+        "| config | train step (ms, median) | ratio | inference (ms, median) | ratio "
+        "| train peak memory (MiB) | ratio | inference peak memory (MiB) | ratio |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for t in timings:
         lines.append(
-            f"| {t.name} | {t.train_median * 1e3:.1f} | {t.train_median / base.train_median:.3f} "
-            f"| {t.infer_median * 1e3:.1f} | {t.infer_median / base.infer_median:.3f} |"
+            f"| {t.name} | {t.train_median * 1e3:.1f} | {_ratio(t.train_median, base.train_median)} "
+            f"| {t.infer_median * 1e3:.1f} | {_ratio(t.infer_median, base.infer_median)} "
+            f"| {_mib(t.train_peak)} | {_ratio(t.train_peak, base.train_peak)} "
+            f"| {_mib(t.infer_peak)} | {_ratio(t.infer_peak, base.infer_peak)} |"
         )
     return "\n".join(lines)

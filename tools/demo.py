@@ -40,7 +40,7 @@ def build_predictor(cfg, checkpoint: str):
     from alignment_det.engine import build_eval_model
 
     model = build_eval_model(cfg, checkpoint)
-    aug = T.ResizeShortestEdge(*_test_resize(cfg))
+    aug = T.ResizeShortestEdge(*config_test_resize(cfg))
     input_format = cfg.model.get("input_format", "BGR")
 
     @torch.no_grad()
@@ -53,7 +53,7 @@ def build_predictor(cfg, checkpoint: str):
     return predict
 
 
-def _test_resize(cfg):
+def config_test_resize(cfg):
     """(short_edge, max_size) of the config's test mapper, Detectron2's defaults otherwise."""
     try:
         aug = cfg.dataloader.test.mapper.augmentations[0]

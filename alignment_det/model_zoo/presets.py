@@ -44,8 +44,8 @@ from omegaconf import DictConfig
 from .schedules import multistep
 
 __all__ = [
-    "PRESETS", "Preset", "apply_preset", "detector_node", "get_preset", "optimizer_family", "scale_down",
-    "scale_model", "set_data", "set_schedule",
+    "PRESETS", "Preset", "apply_preset", "detector_node", "get_preset", "optimizer_family", "scale_backbone",
+    "scale_down", "scale_model", "set_data", "set_schedule",
 ]
 
 
@@ -184,8 +184,9 @@ def res5_channels(depth: int) -> int:
     return 512 if depth in (18, 34) else 2048
 
 
-def scale_model(model: DictConfig, preset, *, num_classes: int) -> None:
-    """Backbone from scratch at the preset's depth, FPN and head at its width, ``num_classes``."""
+def scale_backbone(model: DictConfig, preset) -> DictConfig:
+    """ResNet from scratch at the preset's depth and trainable BN, FPN (and P6/P7) at its width;
+    returns the detector node. Shared by dense detectors (:func:`scale_model`) and two-stage ones."""
     preset = _as_preset(preset)
     det = detector_node(model)
     bottom_up = det.backbone.bottom_up
@@ -201,6 +202,13 @@ def scale_model(model: DictConfig, preset, *, num_classes: int) -> None:
     if top is not None and "in_channels" in top:
         # LastLevelP6P7 reads C5 (RetinaNet-style; Detectron2's default in_feature "res5") or P5 (FCOS).
         top.in_channels = preset.channels if top.get("in_feature", "res5") == "p5" else res5_channels(preset.depth)
+    return det
+
+
+def scale_model(model: DictConfig, preset, *, num_classes: int) -> None:
+    """Backbone from scratch at the preset's depth, FPN and head at its width, ``num_classes``."""
+    preset = _as_preset(preset)
+    det = scale_backbone(model, preset)
     head = det.head
     for key in ("input_shape", "conv_dims"):
         if key not in head:
