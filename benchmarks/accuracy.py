@@ -1,10 +1,13 @@
 #!/usr/bin/env python
 """Accuracy of each method beside its baseline, with one budget: train, evaluate, tabulate, plot.
 
-    # every default pair, 2 seeds, on the cards set, 2 CPU cores (about two hours)
-    python benchmarks/accuracy.py --preset cpu --seeds 0 1 --output output/accuracy_cpu
+    # every default pair, 2 seeds, on the cards set, 2 CPU cores (about an hour: one process per
+    # seed side by side, then one that finds every run finished and writes the report)
+    python benchmarks/accuracy.py --preset cpu --seeds 0 --output output/accuracy_cpu &
+    python benchmarks/accuracy.py --preset cpu --seeds 1 --output output/accuracy_cpu; wait
+    python benchmarks/accuracy.py --preset cpu --seeds 0 1 --output output/accuracy_cpu --no-train
     # one pair at a reduced budget
-    python benchmarks/accuracy.py --preset cpu --pairs fcos --seeds 0 --max-iter 400 --output output/acc_fcos
+    python benchmarks/accuracy.py --preset cpu --pairs fcos --seeds 0 --max-iter 200 --output output/acc_fcos
     # your own datasets (COCO json or Pascal VOC), registered by a file of yours
     python benchmarks/accuracy.py --preset gpu --register my_datasets.py \\
         --train-dataset mine_train --test-dataset mine_val --output output/accuracy_mine

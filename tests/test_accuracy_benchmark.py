@@ -98,8 +98,11 @@ def test_each_method_keeps_its_optimizer_family_at_the_preset_lr():
         assert cfg.optimizer.lr == preset.lr[family]
         assert cfg.train.clip_grad.enabled
     date = preset_applied(os.path.join(REPO, "configs", "date_F_R50_1x.py"), preset)
-    # DATE keeps its own clipping (0.1) and its backbone lr factor; the others get the preset's.
-    assert date.train.clip_grad.clip_value == 0.1 and date.optimizer.params.lr_factor_func.factor == 0.1
+    # DATE keeps its own clipping (0.1); the others get the preset's. From scratch its backbone lr
+    # factor (x0.1, there to protect pretrained weights) becomes 1, and the built optimizer says so.
+    assert date.train.clip_grad.clip_value == 0.1 and date.optimizer.params.lr_factor_func.factor == 1.0
+    date.optimizer.params.model = instantiate(date.model)
+    assert {g["lr"] for g in instantiate(date.optimizer).param_groups} == {preset.lr["AdamW"]}
     retina = preset_applied(os.path.join(REPO, "configs", "retinanet_R50.py"), preset)
     assert retina.train.clip_grad.clip_value == preset.clip_value
 
@@ -112,10 +115,10 @@ def test_horizon_dependent_hyper_parameters_follow_the_preset():
 
 
 def test_reduced_budget_keeps_the_schedule_shape():
-    cpu = get_preset("cpu")  # 800 it, decays at 600 / 720, warm-up 100, eval every 200
-    half = get_preset("cpu", max_iter=400)
-    assert (half.max_iter, half.steps, half.warmup_iters, half.eval_period) == (400, (300, 360), 50, 100)
-    assert half.name == "cpu@400" and get_preset("cpu", max_iter=800) is cpu
+    cpu = get_preset("cpu")  # 400 it, decays at 300 / 360, warm-up 50, eval every 100
+    half = get_preset("cpu", max_iter=200)
+    assert (half.max_iter, half.steps, half.warmup_iters, half.eval_period) == (200, (150, 180), 25, 50)
+    assert half.name == "cpu@200" and get_preset("cpu", max_iter=400) is cpu
     # instant: 100 it, decay at 80; over 1 iteration the decay (at round(0.8) = 1) would never apply.
     assert get_preset("instant", max_iter=1).steps == () and get_preset("instant", max_iter=10).steps == (8,)
     with pytest.raises(KeyError, match="choose one of"):
