@@ -258,16 +258,20 @@ def check_override_types(cfg, overrides: Sequence[str]) -> None:
         )
 
 
-def load_config(config_file: str, overrides: Sequence[str] = ()) -> DictConfig:
-    """Load a LazyConfig file (or zoo name) and apply ``key=value`` overrides, strictly:
-    unknown keys and values of the wrong type are errors before anything is built."""
-    cfg = LazyConfig.load(resolve_config_file(config_file))
+def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
+    """Apply ``key=value`` overrides to a loaded config, strictly: unknown keys and values of
+    the wrong type are errors before anything is built."""
     overrides = list(overrides)
     check_override_keys(cfg, overrides)
     check_override_types(cfg, overrides)
     # Hydra's grammar accepts "+key=value" for additions; LazyConfig wants the bare key.
     overrides = [o[1:] if o.startswith("+") else o for o in overrides]
     return LazyConfig.apply_overrides(cfg, overrides)
+
+
+def load_config(config_file: str, overrides: Sequence[str] = ()) -> DictConfig:
+    """Load a LazyConfig file (or zoo name) and apply ``key=value`` overrides, strictly."""
+    return apply_overrides(LazyConfig.load(resolve_config_file(config_file)), overrides)
 
 
 def instantiate_with(node: DictConfig, **built):

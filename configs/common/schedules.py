@@ -1,19 +1,5 @@
 """LR multipliers: multi-step decay with linear warm-up, as Detectron2's schedules."""
-from detectron2.config import LazyCall as L
-from detectron2.solver import WarmupParamScheduler
-from fvcore.common.param_scheduler import MultiStepParamScheduler
-
-
-def multistep(max_iter: int, steps, warmup_iters: int = 1000, warmup_factor: float = 0.001, gamma: float = 0.1):
-    """LR x1 until each of ``steps``, then x``gamma``; linear warm-up over ``warmup_iters``."""
-    steps = list(steps)
-    return L(WarmupParamScheduler)(
-        scheduler=L(MultiStepParamScheduler)(
-            values=[gamma**i for i in range(len(steps) + 1)], milestones=steps, num_updates=max_iter
-        ),
-        warmup_length=warmup_iters / max_iter,
-        warmup_factor=warmup_factor,
-    )
+from alignment_det.model_zoo.schedules import multistep
 
 
 def coco_schedule(num_x: float, warmup_iters: int = 1000, warmup_factor: float = 0.001):

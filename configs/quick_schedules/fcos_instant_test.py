@@ -1,7 +1,6 @@
-"""FCOS, tiny, on the synthetic dataset: trains in well under a minute on CPU."""
+"""FCOS, tiny, on the synthetic dataset: trains in well under a minute on CPU (the head keeps
+its GN, whose 32 groups divide the tiny head's 64 channels)."""
 from ..fcos_R50 import dataloader, model, optimizer, train
 from .instant_common import shrink
 
-lr_multiplier = shrink(model, dataloader, optimizer, train, output_dir="./output/fcos_instant_test", p6p7_from_c5=False)
-# GN groups must divide the tiny head's channels.
-model.head.norm = "GN"
+lr_multiplier = shrink(model, dataloader, optimizer, train, output_dir="./output/fcos_instant_test")

@@ -6,4 +6,4 @@ whole course over the 100 instant-test iterations (or over a shorter ``train.max
 from ..mal_R50 import dataloader, model, optimizer, train
 from .instant_common import shrink
 
-lr_multiplier = shrink(model, dataloader, optimizer, train, output_dir="./output/mal_instant_test", p6p7_from_c5=True)
+lr_multiplier = shrink(model, dataloader, optimizer, train, output_dir="./output/mal_instant_test")

@@ -3,5 +3,5 @@ from ..retinanet_conf_R50 import dataloader, model, optimizer, train
 from .instant_common import shrink
 
 lr_multiplier = shrink(
-    model, dataloader, optimizer, train, output_dir="./output/retinanet_conf_instant_test", p6p7_from_c5=True
+    model, dataloader, optimizer, train, output_dir="./output/retinanet_conf_instant_test"
 )

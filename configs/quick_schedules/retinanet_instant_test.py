@@ -2,4 +2,4 @@
 from ..retinanet_R50 import dataloader, model, optimizer, train
 from .instant_common import shrink
 
-lr_multiplier = shrink(model, dataloader, optimizer, train, output_dir="./output/retinanet_instant_test", p6p7_from_c5=True)
+lr_multiplier = shrink(model, dataloader, optimizer, train, output_dir="./output/retinanet_instant_test")

@@ -1,0 +1,373 @@
+"""benchmarks/accuracy.py and the presets it applies (alignment_det.model_zoo.presets)."""
+from _requires import detectron2_or_skip
+
+detectron2_or_skip()
+
+import importlib.util  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from detectron2.config import instantiate  # noqa: E402
+from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
+from detectron2.utils.events import EventStorage  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+from alignment_det.data import register_coco_json, register_voc  # noqa: E402
+from alignment_det.engine.config import load_config  # noqa: E402
+from alignment_det.model_zoo.presets import (  # noqa: E402
+    apply_preset, detector_node, get_preset, optimizer_family,
+)
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_spec = importlib.util.spec_from_file_location("accuracy_benchmark", os.path.join(REPO, "benchmarks", "accuracy.py"))
+accuracy = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(accuracy)
+
+SYNTH_TRAIN, SYNTH_VAL = "synthetic_shapes_train", "synthetic_shapes_val"
+
+
+def default_configs():
+    """Every config of the default pairs that this checkout has (ATSS / HCRAL once they exist)."""
+    return [path for *_, path in accuracy.select_configs(None, None, log=lambda *_: None)]
+
+
+def preset_applied(path, preset, **kw):
+    cfg = load_config(path)
+    kwargs = dict(train_dataset=SYNTH_TRAIN, test_dataset=SYNTH_VAL, num_classes=3, seed=7, output_dir="/tmp/unused")
+    kwargs.update(kw)
+    return apply_preset(cfg, preset, **kwargs)
+
+
+def shared_settings(cfg):
+    """What the preset must make equal across methods, read back from the config."""
+    det = detector_node(cfg.model)
+    aug = cfg.dataloader.train.mapper.augmentations
+    return dict(
+        depth=det.backbone.bottom_up.stages.depth,
+        norm=(det.backbone.bottom_up.stem.norm, det.backbone.bottom_up.stages.norm),
+        freeze_at=det.backbone.bottom_up.freeze_at,
+        fpn_channels=det.backbone.out_channels,
+        head_conv_dims=list(det.head.conv_dims),
+        head_in_channels=[s.channels for s in det.head.input_shape],
+        num_classes=det.num_classes,
+        train_aug=OmegaConf.to_container(aug),
+        test_short_edge=cfg.dataloader.test.mapper.augmentations[0].short_edge_length,
+        max_size=cfg.dataloader.test.mapper.augmentations[0].max_size,
+        batch=cfg.dataloader.train.total_batch_size,
+        datasets=(cfg.dataloader.train.dataset.names, cfg.dataloader.test.dataset.names),
+        evaluator=cfg.dataloader.evaluator._target_.__name__,
+        max_iter=cfg.train.max_iter,
+        seed=cfg.train.seed,
+        init_checkpoint=cfg.train.init_checkpoint,
+        eval_period=cfg.train.eval_period,
+        schedule=OmegaConf.to_container(cfg.lr_multiplier),
+    )
+
+
+# ------------------------------------------------------------------------------------ presets
+@pytest.mark.parametrize("name", ["cpu", "gpu"])
+def test_preset_applies_identically_to_every_default_config(name):
+    preset = get_preset(name)
+    configs = default_configs()
+    assert len(configs) >= 7  # RetinaNet, MAL, RetinaNet-Conf, +ALWA, FCOS, DATE-F, DATE-R (+ ATSS pair)
+    settings = {os.path.basename(p): shared_settings(preset_applied(p, preset)) for p in configs}
+    first = settings["retinanet_R50.py"]
+    for config, s in settings.items():
+        assert s == first, f"{config} differs from retinanet_R50.py under preset {name}"
+    assert first["depth"] == preset.depth and first["norm"] == (preset.norm, preset.norm)
+    assert first["freeze_at"] == 0 and first["init_checkpoint"] == ""  # from scratch, everything trains
+    assert first["fpn_channels"] == preset.channels and first["head_conv_dims"] == [preset.channels] * preset.head_convs
+    assert first["head_in_channels"] == [preset.channels] * 5
+    assert first["batch"] == preset.batch_size and first["max_iter"] == preset.max_iter and first["seed"] == 7
+    assert tuple(first["train_aug"][0]["short_edge_length"]) == preset.train_short_edges
+    assert first["test_short_edge"] == preset.test_short_edge and first["num_classes"] == 3
+    assert first["evaluator"] == "COCOEvaluator" and first["datasets"] == (SYNTH_TRAIN, SYNTH_VAL)
+
+
+def test_each_method_keeps_its_optimizer_family_at_the_preset_lr():
+    preset = get_preset("cpu")
+    for path in default_configs():
+        cfg = preset_applied(path, preset)
+        family = optimizer_family(cfg.optimizer)
+        expected = "AdamW" if os.path.basename(path).startswith("date_") else "SGD"
+        assert family == expected, path
+        assert cfg.optimizer.lr == preset.lr[family]
+        assert cfg.train.clip_grad.enabled
+    date = preset_applied(os.path.join(REPO, "configs", "date_F_R50_1x.py"), preset)
+    # DATE keeps its own clipping (0.1); the others get the preset's. From scratch its backbone lr
+    # factor (x0.1, there to protect pretrained weights) becomes 1, and the built optimizer says so.
+    assert date.train.clip_grad.clip_value == 0.1 and date.optimizer.params.lr_factor_func.factor == 1.0
+    date.optimizer.params.model = instantiate(date.model)
+    assert {g["lr"] for g in instantiate(date.optimizer).param_groups} == {preset.lr["AdamW"]}
+    retina = preset_applied(os.path.join(REPO, "configs", "retinanet_R50.py"), preset)
+    assert retina.train.clip_grad.clip_value == preset.clip_value
+
+
+def test_horizon_dependent_hyper_parameters_follow_the_preset():
+    mal = os.path.join(REPO, "configs", "mal_R50.py")
+    for preset in (get_preset("cpu"), get_preset("cpu", max_iter=300)):
+        cfg = preset_applied(mal, preset)
+        assert instantiate(cfg.model).max_iter == preset.max_iter
+
+
+def test_reduced_budget_keeps_the_schedule_shape():
+    cpu = get_preset("cpu")  # 400 it, decays at 300 / 360, warm-up 50, eval every 100
+    half = get_preset("cpu", max_iter=200)
+    assert (half.max_iter, half.steps, half.warmup_iters, half.eval_period) == (200, (150, 180), 25, 50)
+    assert half.name == "cpu@200" and get_preset("cpu", max_iter=400) is cpu
+    # instant: 100 it, decay at 80; over 1 iteration the decay (at round(0.8) = 1) would never apply.
+    assert get_preset("instant", max_iter=1).steps == () and get_preset("instant", max_iter=10).steps == (8,)
+    with pytest.raises(KeyError, match="choose one of"):
+        get_preset("tpu")
+
+
+def test_cpu_preset_builds_the_same_backbone_for_every_method():
+    counts = {}
+    for path in default_configs():
+        model = instantiate(preset_applied(path, "cpu").model)
+        # The ResNet; the FPN's P6 differs by design (from C5 for RetinaNet, from P5 for FCOS).
+        counts[os.path.basename(path)] = sum(p.numel() for p in model.backbone.bottom_up.parameters())
+    assert len(set(counts.values())) == 1, counts
+
+
+def test_gpu_preset_builds_and_trains_one_iteration_on_cpu():
+    preset = get_preset("gpu")
+    cfg = preset_applied(os.path.join(REPO, "configs", "retinanet_R50.py"), preset)
+    cfg.train.device = "cpu"
+    cfg.dataloader.train.total_batch_size = 2  # the preset's 16 images would take minutes on a CPU
+    cfg.dataloader.train.num_workers = 0
+    torch.manual_seed(0)
+    model = instantiate(cfg.model)
+    resnet = model.backbone.bottom_up
+    assert len(resnet.res4) == 6 and resnet.res5[-1].conv3.out_channels == 2048  # R50 (R18: 2 basic blocks)
+    cfg.optimizer.params.model = model
+    optimizer = instantiate(cfg.optimizer)
+    batch = next(iter(instantiate(cfg.dataloader.train)))
+    # The synthetic images (~128 px) are resized up to the preset's short side.
+    assert min(batch[0]["image"].shape[-2:]) in preset.train_short_edges
+    with EventStorage(0):
+        losses = model(batch)
+    total = sum(losses.values())
+    assert torch.isfinite(total)
+    total.backward()
+    optimizer.step()
+
+
+# ------------------------------------------------------------------------------------ datasets
+def _tiny_coco(tmp_path, name, categories):
+    root = tmp_path / name
+    root.mkdir()
+    json_file = root / "ann.json"
+    json_file.write_text(json.dumps(dict(
+        images=[dict(id=1, file_name="a.jpg", width=64, height=48)],
+        annotations=[dict(id=1, image_id=1, category_id=1, bbox=[4, 4, 20, 20], area=400, iscrowd=0)],
+        categories=[dict(id=i + 1, name=c) for i, c in enumerate(categories)],
+    )))
+    return str(json_file), str(root)
+
+
+def test_class_count_is_read_from_the_dataset(tmp_path):
+    json_file, root = _tiny_coco(tmp_path, "two", ["cat", "dog"])
+    register_coco_json("acc_test_two_classes", json_file, root)
+    # COCO json: thing_classes appear in the metadata only once the json is loaded.
+    assert accuracy.dataset_classes("acc_test_two_classes") == ["cat", "dog"]
+    assert accuracy.dataset_num_classes("acc_test_two_classes", "acc_test_two_classes") == 2
+    assert accuracy.dataset_num_classes(SYNTH_TRAIN, SYNTH_VAL) == 3
+    voc = tmp_path / "voc"
+    voc.mkdir()
+    register_voc("acc_test_voc", str(voc), "train", class_names=["a", "b", "c", "d"])
+    assert accuracy.dataset_classes("acc_test_voc") == ["a", "b", "c", "d"]  # from metadata, not loaded
+    with pytest.raises(ValueError, match="different classes"):
+        accuracy.dataset_num_classes("acc_test_two_classes", SYNTH_VAL)
+    with pytest.raises(KeyError, match="--register"):
+        accuracy.dataset_classes("acc_test_never_registered")
+    # ...and the generated config builds the model for that count.
+    run_dir = str(tmp_path / "run")
+    text = accuracy.run_config_text(
+        path=os.path.join(run_dir, "config.py"), config_name="retinanet_alwa_R50.py",
+        config_file=os.path.join(REPO, "configs", "retinanet_alwa_R50.py"), preset="cpu", max_iter=None,
+        train_dataset="acc_test_two_classes", test_dataset="acc_test_two_classes", num_classes=2, seed=0,
+        run_dir=run_dir, register=[], overrides=[],
+    )
+    cfg = load_config(accuracy.prepare_run_dir(run_dir, text))
+    assert instantiate(cfg.model).head.cls_score.out_channels == 9 * 2  # 9 anchors x 2 classes
+
+
+def test_changed_settings_of_a_run_folder_are_an_error(tmp_path):
+    accuracy.prepare_run_dir(str(tmp_path), "settings A")
+    accuracy.prepare_run_dir(str(tmp_path), "settings A")  # same: fine
+    with pytest.raises(RuntimeError, match="other settings"):
+        accuracy.prepare_run_dir(str(tmp_path), "settings B")
+
+
+class FakeAlignmentEvaluator:
+    """Stands in for alignment_det.evaluation.AlignmentEvaluator: only dataset_name is passed."""
+
+    def __init__(self, dataset_name, *, top_k=100):
+        self.dataset_name = dataset_name
+
+
+def test_alignment_evaluator_joins_the_coco_evaluator_when_it_exists(tmp_path, monkeypatch):
+    DatasetCatalog.get(SYNTH_VAL)  # the COCOEvaluator reads the synthetic json
+    run_dir = str(tmp_path)
+    text = accuracy.run_config_text(
+        path=os.path.join(run_dir, "config.py"), config_name="fcos_R50.py",
+        config_file=os.path.join(REPO, "configs", "fcos_R50.py"), preset="instant", max_iter=None,
+        train_dataset=SYNTH_TRAIN, test_dataset=SYNTH_VAL, num_classes=3, seed=0, run_dir=run_dir,
+        register=[], overrides=[], alignment_cls=FakeAlignmentEvaluator,
+    )
+    cfg = load_config(accuracy.prepare_run_dir(run_dir, text))
+    coco, alignment = instantiate(cfg.dataloader.evaluator)
+    assert type(coco).__name__ == "COCOEvaluator" and coco._metadata.name == SYNTH_VAL
+    assert type(alignment).__name__ == "FakeAlignmentEvaluator" and alignment.dataset_name == SYNTH_VAL
+    # Absent evaluator: a note, no column.
+    monkeypatch.setitem(sys.modules, "alignment_det.evaluation", None)
+    notes = []
+    assert accuracy.alignment_evaluator_class(log=notes.append) is None
+    assert "no alignment columns" in notes[0]
+
+
+def test_a_pair_with_a_missing_config_is_skipped_with_a_note(monkeypatch):
+    monkeypatch.setattr(accuracy, "DEFAULT_PAIRS", accuracy.DEFAULT_PAIRS + (("nope", "nope_R50.py", ("fcos_R50.py",)),))
+    notes = []
+    selected = accuracy.select_configs(["fcos", "nope"], None, log=notes.append)
+    assert [s[2] for s in selected] == ["fcos_R50.py", "date_F_R50_1x.py", "date_R_R50_1x.py"]
+    assert notes == ["note: pair 'nope' skipped: nope_R50.py not in this checkout"]
+
+
+# ------------------------------------------------------------------------------------ report
+def test_mean_and_spread_over_seeds():
+    runs = [dict(metrics={"bbox/AP": 30.0, "bbox/AP50": 50.0}, s_per_iter=0.5, wall_s=100.0),
+            dict(metrics={"bbox/AP": 34.0, "bbox/AP50": 54.0}, s_per_iter=0.7, wall_s=140.0),
+            dict(failed=True)]
+    agg = accuracy.aggregate(runs)
+    # mean (30 + 34) / 2 = 32; sample std sqrt(((30-32)^2 + (34-32)^2) / (2-1)) = sqrt(8) = 2.83
+    assert agg["metrics"]["bbox/AP"]["mean"] == 32.0
+    assert math.isclose(agg["metrics"]["bbox/AP"]["std"], math.sqrt(8))
+    assert (agg["seeds"], agg["failed"], agg["s_per_iter"], agg["wall_s"]) == (2, 1, 0.6, 120.0)
+    base = accuracy.aggregate([dict(metrics={"bbox/AP": 29.0}, s_per_iter=0.4, wall_s=90.0)])
+    assert base["metrics"]["bbox/AP"]["std"] is None  # one seed: no spread
+    table = accuracy.markdown_table(
+        [dict(pair="p", label="Base", config="b.py", optimizer="SGD 0.01", agg=base, baseline_agg=base),
+         dict(pair="p", label="Method", config="m.py", optimizer="SGD 0.01", agg=agg, baseline_agg=base)],
+        alignment_keys=[],
+    )
+    lines = table.splitlines()
+    assert "| 29.0 |" in lines[2] and "(baseline)" in lines[2]
+    assert "| 32.0 ± 2.8 | 52.0 ± 2.8 | — | +3.0 |" in lines[3] and "(+1 failed)" in lines[3]
+
+
+def test_alignment_columns():
+    keys = {"bbox/AP", "alignment/pearson_all", "alignment/nms_misranked_share", "alignment/ece50",
+            "alignment/iou_by_score_decile-0", "alignment/num_gt"}
+    assert accuracy.alignment_columns(keys) == ["alignment/pearson_all", "alignment/nms_misranked_share"]
+    # Names the table does not know: every scalar, no per-bin values or counts.
+    assert accuracy.alignment_columns({"alignment/corr", "alignment/bin-1", "alignment/num_gt"}) == ["alignment/corr"]
+    assert accuracy.alignment_columns({"bbox/AP"}) == []
+
+
+def test_summary_of_a_resumed_run():
+    # metrics.json of a run interrupted after iteration 19 and resumed: iteration 19 appears twice.
+    lines = [
+        dict(iteration=9, total_loss=2.0, time=1.0),
+        dict(iteration=19, total_loss=1.5, time=1.0, **{"bbox/AP": 1.0, "bbox/AP50": 2.0, "bbox/AP75": 0.5}),
+        dict(iteration=19, total_loss=1.4, time=3.0),
+        dict(iteration=29, total_loss=1.0, time=5.0, data_time=0.1, **{"alignment/corr": 0.3}),
+        dict(iteration=30, **{"bbox/AP": 4.0, "bbox/AP50": 8.0, "bbox/AP75": 2.0, "alignment/corr": 0.4}),
+    ]
+    records = []
+    for rec in lines:  # read_metrics merges lines of one iteration, the later one winning
+        if records and records[-1]["iteration"] == rec["iteration"]:
+            records[-1].update(rec)
+        else:
+            records.append(dict(rec))
+    s = accuracy.summarize_run(records, max_iter=30)
+    assert s["metrics"] == {"bbox/AP": 4.0, "bbox/AP50": 8.0, "bbox/AP75": 2.0, "alignment/corr": 0.4}
+    assert s["evaluated_at"] == 30
+    assert s["loss_curve"] == [[10, 2.0], [20, 1.4], [30, 1.0]]  # after i + 1 iterations
+    assert s["ap_curve"] == [[20, 1.0], [30, 4.0]]  # periodic eval after 20 its, final after 30
+    assert s["s_per_iter"] == 5.0  # median of iterations >= 20 only (start-up excluded)
+
+
+def test_read_metrics_merges_a_resumed_runs_lines(tmp_path):
+    path = tmp_path / "metrics.json"
+    path.write_text("\n".join(json.dumps(r) for r in [
+        dict(iteration=0, total_loss=3.0), dict(iteration=1, total_loss=2.0), dict(iteration=1, total_loss=2.5),
+    ]) + "\n")
+    assert accuracy.read_metrics(str(path)) == [dict(iteration=0, total_loss=3.0), dict(iteration=1, total_loss=2.5)]
+
+
+def test_an_interrupted_run_is_resumed_and_a_finished_one_skipped(tmp_path):
+    run_dir = str(tmp_path)
+    (tmp_path / "wall_times.json").write_text(json.dumps([dict(wall_s=5.0, returncode=-9)]))  # killed once
+    calls = []
+
+    def runner(cmd, log_path):
+        calls.append(cmd)
+        with open(os.path.join(run_dir, "metrics.json"), "a") as f:
+            f.write(json.dumps({"iteration": 3, "bbox/AP": 1.0, "bbox/AP50": 2.0, "bbox/AP75": 0.0}) + "\n")
+        return 0
+
+    kw = dict(max_iter=3, num_gpus=1, keep_checkpoints=False, log=lambda *_: None)
+    result = accuracy.run_one(run_dir, "cfg.py", runner=runner, **kw)
+    assert "--resume" in calls[0] and result["attempts"] == 2 and result["wall_s"] > 5.0
+    again = accuracy.run_one(run_dir, "cfg.py", runner=lambda *a: pytest.fail("trained a finished run"), **kw)
+    assert again == result
+
+
+def test_a_run_that_stops_early_is_reported_failed(tmp_path):
+    result = accuracy.run_one(str(tmp_path), "cfg.py", runner=lambda cmd, log: 1, max_iter=3, num_gpus=1,
+                              keep_checkpoints=False, log=lambda *_: None)
+    assert result["failed"] and not (tmp_path / "result.json").exists()
+
+
+# ------------------------------------------------------------------------------------ end to end
+def test_register_file_reaches_every_training_process(tmp_path):
+    """A dataset registered only by --register trains under --num-gpus 2 (two spawned workers, both
+    building the train loader) and is evaluated."""
+    DatasetCatalog.get(SYNTH_VAL)  # writes the synthetic files once
+    meta = MetadataCatalog.get(SYNTH_VAL)
+    register = tmp_path / "my_datasets.py"
+    register.write_text(
+        "from alignment_det.data import register_coco_json\n"
+        f"register_coco_json('acc_user_shapes', {meta.json_file!r}, {meta.image_root!r})\n"
+    )
+    out = tmp_path / "out"
+    report = accuracy.main([
+        "--preset", "instant", "--max-iter", "1", "--configs", "retinanet_R50.py", "--seeds", "0",
+        "--register", str(register), "--train-dataset", "acc_user_shapes", "--test-dataset", "acc_user_shapes",
+        "--num-gpus", "2", "--output", str(out),
+    ])
+    run = report["configs"]["retinanet_R50.py"]["runs"][0]
+    assert not run.get("failed"), (out / "runs" / "retinanet_R50" / "seed0" / "train.log").read_text()[-3000:]
+    assert run["evaluated_at"] == 1 and "bbox/AP" in run["metrics"]
+    log = (out / "runs" / "retinanet_R50" / "seed0" / "log.txt").read_text()
+    assert "World size: 2" in log
+
+
+def test_end_to_end_table_curves_and_resume(tmp_path):
+    out = tmp_path / "out"
+    argv = ["--preset", "instant", "--max-iter", "3", "--configs", "retinanet_R50.py", "retinanet_conf_R50.py",
+            "--seeds", "0", "--train-dataset", SYNTH_TRAIN, "--test-dataset", SYNTH_VAL, "--output", str(out)]
+    report = accuracy.main(argv)
+    table = (out / "results.md").read_text()
+    assert "| RetinaNet | `retinanet_R50.py` | SGD 0.01, clip 10 | 1 |" in table
+    assert "| RetinaNet-Conf | `retinanet_conf_R50.py` |" in table
+    assert "instant@3" in table and "synthetic_shapes_train" in table
+    runs = [c["runs"][0] for c in report["configs"].values()]
+    for run in runs:
+        assert not run.get("failed") and run["evaluated_at"] == 3 and run["wall_s"] > 0
+        assert [x for x, _ in run["loss_curve"]] == [3]  # logged every 5 iterations and at the last
+    assert json.loads((out / "results.json").read_text())["num_classes"] == 3
+    png = (out / "curves.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    # The checkpoints of a finished run are dropped but model_final.pth, for re-evaluation.
+    files = os.listdir(out / "runs" / "retinanet_R50" / "seed0")
+    assert "model_final.pth" in files and not [f for f in files if f.startswith("model_0")]
+    # Run again: nothing is trained, the same table comes out.
+    accuracy.main(argv, runner=lambda *a: pytest.fail("trained a finished run"))
+    assert (out / "results.md").read_text() == table
