@@ -120,6 +120,45 @@ def test_date_logs_o2o_pairs_and_nothing_for_a_single_pair():
     assert logged == pytest.approx(_spearman(scores, ious), abs=1e-6)
 
 
+@pytest.mark.parametrize("name", ["atss_instant_test.py", "hcral_atss_instant_test.py"])
+def test_atss_family_logs_quality_weighted_score_against_decoded_iou(name):
+    model = _model(name)
+    batch = random_batch(gt_instances(*TWO), gt_instances(*ONE))
+    logged = _logged(model, batch)
+    with torch.no_grad():
+        _, feats, gts = training_inputs(model, batch)
+        pred = model.dense_predictions(model.head(feats))
+        anchors = model.anchor_generator(feats)
+        pred_boxes = model.decode(anchors, pred["deltas"])
+        labels, matched = model.label_anchors(anchors, gts, pred_boxes)
+        scores, ious = [], []
+        for i in range(2):
+            pos = torch.nonzero(labels[i] != model.num_classes).squeeze(1)
+            # ATSS's inference score: σ(cls) · σ(quality)
+            scores.append(pred["logits"][i, pos, labels[i][pos]].sigmoid() * pred["quality"][i, pos].sigmoid())
+            ious.append(pairwise_iou(Boxes(pred_boxes[i, pos]), Boxes(matched[i][pos])).diagonal())
+    assert logged == pytest.approx(_spearman(scores, ious), abs=1e-5)
+
+
+def test_hcral_retinanet_logs_class_score_against_decoded_iou():
+    model = _model("hcral_retinanet_instant_test.py")
+    batch = random_batch(gt_instances(*TWO), gt_instances(*ONE))
+    logged = _logged(model, batch)
+    with torch.no_grad():
+        _, feats, gts = training_inputs(model, batch)
+        logits, deltas = model._transpose_dense_predictions(model.head(feats), [model.num_classes, 4])
+        anchors = model.anchor_generator(feats)
+        labels, matched = model.label_anchors(anchors, gts)
+        all_anchors = Boxes.cat(anchors).tensor
+        scores, ious = [], []
+        for i in range(2):
+            pos = torch.nonzero((labels[i] >= 0) & (labels[i] < model.num_classes)).squeeze(1)
+            scores.append(torch.cat(logits, 1)[i, pos, labels[i][pos]].sigmoid())
+            boxes = model.box2box_transform.apply_deltas(torch.cat(deltas, 1)[i, pos], all_anchors[pos])
+            ious.append(pairwise_iou(Boxes(boxes), Boxes(matched[i][pos])).diagonal())
+    assert logged == pytest.approx(_spearman(scores, ious), abs=1e-5)
+
+
 def test_baselines_log_nothing():
     # Detectron2's own RetinaNet (here with ALWA) is not a project method and logs no signal.
     assert _logged(_model("retinanet_alwa_instant_test.py"), random_batch(gt_instances(*TWO), gt_instances(*ONE))) is None

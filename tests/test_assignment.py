@@ -14,12 +14,14 @@ from detectron2.structures import Boxes, pairwise_iou  # noqa: E402
 from _inputs import gt_instances, random_batch  # noqa: E402
 from _cli import REPO, instant_config  # noqa: E402
 
+from alignment_det.assigners.atss import atss_assign  # noqa: E402
 from alignment_det.assigners.fcos_targets import fcos_targets  # noqa: E402
 from alignment_det.engine import load_config  # noqa: E402
 from alignment_det.modeling.assignment import (  # noqa: E402
     gt_index_of_matched_boxes,
     label_anchors_assignment,
     level_ids_of,
+    training_inputs,
 )
 
 sys.path.insert(0, os.path.join(REPO, "tools"))
@@ -110,6 +112,29 @@ def test_date_o2o_and_o2m(variant):
     assert all(len(g.prior_idx) == 0 for g in a[1].groups.values())
 
 
+def test_atss_and_eatss_groups():
+    model = _model("hcral_atss_instant_test.py")  # EATSS l = 3, ranked by anchor IoU
+    a = model.assignment(random_batch(GTS, gt_instances([], [])))
+    atss, extra = a[0].groups["atss"], a[0].groups["eatss_extra"]
+    with torch.no_grad():
+        _, feats, gts = training_inputs(model, random_batch(GTS))
+        anchors = model.anchor_generator(feats)
+        sq = model.assignment_anchors(anchors)
+        plain = atss_assign(sq, [len(x) for x in anchors], GTS.gt_boxes.tensor, topk=9).gt_index
+        labels, _ = model.label_anchors(anchors, gts)
+    # The atss group is the pure layer's ATSS, on the model's square anchors (the group's priors).
+    pos = torch.nonzero(plain >= 0).squeeze(1)
+    assert atss.prior_idx.tolist() == pos.tolist() and atss.gt_idx.tolist() == plain[pos].tolist()
+    assert torch.equal(atss.priors, sq[pos])
+    # EATSS adds at most l = 3 priors per GT, and training uses both groups.
+    assert len(extra.prior_idx) > 0 and all(int((extra.gt_idx == g).sum()) <= 3 for g in range(3))
+    trained = torch.nonzero(labels[0] != model.num_classes).squeeze(1).tolist()
+    assert set(trained) == set(atss.prior_idx.tolist()) | set(extra.prior_idx.tolist())
+    assert all(len(g.prior_idx) == 0 for g in a[1].groups.values())
+    # Plain ATSS has no EATSS group.
+    assert list(_model("atss_instant_test.py").assignment(random_batch(GTS))[0].groups) == ["atss"]
+
+
 def test_assignment_without_instances_is_a_clear_error():
     with pytest.raises(ValueError, match="needs ground truth"):
         _model("date_instant_test.py").assignment([{"image": torch.zeros(3, 64, 64)}])
@@ -123,6 +148,8 @@ def test_assignment_without_instances_is_a_clear_error():
     ("retinanet_instant_test.py", "iou_matcher"),
     ("fcos_instant_test.py", "fcos"),
     ("retinanet_alwa_instant_test.py", "iou_matcher"),
+    ("hcral_atss_instant_test.py", "atss,eatss_extra"),
+    ("hcral_retinanet_instant_test.py", "iou_matcher"),
 ])
 def test_visualize_assignment_writes_a_png(name, groups, tmp_path, capsys):
     out = tmp_path / "a.png"

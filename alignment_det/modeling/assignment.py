@@ -23,7 +23,9 @@ MAL            ``bag``: the top-k anchors by IoU of each GT; ``selected``: the `
                confident of them at the model's current iteration (``set_iter`` outside a trainer)
 DATE           ``o2o``: the Hungarian one-to-one match (POTO quality or OneNet cost);
                ``o2m``: the one-to-many positives (FCOS ranges for DATE-F, IoU matcher for DATE-R)
-HCRAL (later)  ``atss``: ATSS positives; ``eatss_extra``: the priors EATSS adds to them
+ATSS, HCRAL    ``atss``: the ATSS positives (priors: the square assignment anchors of side
+               8 strides); ``eatss_extra``: the priors EATSS adds to them (HCRAL-ATSS)
+HCRALRetinaNet ``iou_matcher`` (RetinaNet's labels, unchanged by the method)
 =============  =====================================================================
 
 A prior is an anchor box (``priors`` (P, 4) XYXY) or a point (``priors`` (P, 2) (x, y)); a group may

@@ -1,6 +1,6 @@
-"""ATSS, tiny, on the synthetic dataset: trains in well under a minute on CPU."""
+"""ATSS, tiny, on the synthetic dataset: trains in well under a minute on CPU (the head keeps
+its GN, whose 32 groups divide the tiny head's 64 channels)."""
 from ..atss_R50_1x import dataloader, model, optimizer, train
 from .instant_common import shrink
 
-lr_multiplier = shrink(model, dataloader, optimizer, train, output_dir="./output/atss_instant_test", p6p7_from_c5=False)
-model.head.norm = "GN"  # 32 groups divide the tiny head's 64 channels
+lr_multiplier = shrink(model, dataloader, optimizer, train, output_dir="./output/atss_instant_test")

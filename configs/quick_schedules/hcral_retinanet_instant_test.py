@@ -2,6 +2,4 @@
 from ..hcral_retinanet_R50_1x import dataloader, model, optimizer, train
 from .instant_common import shrink
 
-lr_multiplier = shrink(
-    model, dataloader, optimizer, train, output_dir="./output/hcral_retinanet_instant_test", p6p7_from_c5=True
-)
+lr_multiplier = shrink(model, dataloader, optimizer, train, output_dir="./output/hcral_retinanet_instant_test")

@@ -25,12 +25,14 @@ from detectron2.structures import Boxes, ImageList, Instances
 from fvcore.nn import sigmoid_focal_loss_jit
 from torch import Tensor
 
-from alignment_det.assigners.atss import atss_assign
+from alignment_det.assigners.atss import ATSSAssignment, atss_assign
 from alignment_det.assigners.fcos_targets import centerness_targets
 from alignment_det.losses.objectness import iou_targets
 from alignment_det.utils.boxes import aligned_giou
 from alignment_det.utils.comm import all_reduce_mean
 
+from ..alignment_logging import log_score_iou_correlation
+from ..assignment import ImageAssignment, level_ids_of, make_image_assignment, positive_group, training_inputs
 from ..events import put_scalars
 
 __all__ = ["ATSS", "DenseTargets", "QUALITY_TARGETS"]
@@ -150,16 +152,10 @@ class ATSS(FCOS):
         """
         sq = self.assignment_anchors(anchors)
         num_per_level = [len(a) for a in anchors]
-        rank_by_pred = self.num_extra_priors > 0 and self.rank_iou == "pred"
-        if rank_by_pred and pred_boxes is None:
-            raise ValueError("EATSS with rank_iou='pred' needs the predicted boxes (pred_boxes)")
         gt_labels, matched, num_atss, num_extra = [], [], 0, 0
         for i, inst in enumerate(gt_instances):
             boxes = inst.gt_boxes.tensor
-            r = atss_assign(
-                sq, num_per_level, boxes, topk=self.topk, num_extra=self.num_extra_priors,
-                rank_boxes=pred_boxes[i] if rank_by_pred else None, gt_chunk_size=self.gt_chunk_size,
-            )
+            r = self._assign_image(sq, num_per_level, boxes, pred_boxes, i, self.num_extra_priors)
             pos = r.gt_index >= 0
             idx = r.gt_index.clamp(min=0)
             labels = torch.full_like(r.gt_index, self.num_classes)
@@ -177,6 +173,43 @@ class ATSS(FCOS):
             stats["atss/eatss_extra_per_gt"] = float(num_extra) / num_gt
         put_scalars(**stats)
         return gt_labels, matched
+
+    def _assign_image(self, sq: Tensor, num_per_level: List[int], gt_boxes: Tensor, pred_boxes: Optional[Tensor],
+                      image: int, num_extra: int) -> ATSSAssignment:
+        """ATSS (+ ``num_extra`` EATSS priors per GT) on one image's ``gt_boxes`` (G, 4)."""
+        rank_by_pred = num_extra > 0 and self.rank_iou == "pred"
+        if rank_by_pred and pred_boxes is None:
+            raise ValueError("EATSS with rank_iou='pred' needs the predicted boxes (pred_boxes)")
+        return atss_assign(
+            sq, num_per_level, gt_boxes, topk=self.topk, num_extra=num_extra,
+            rank_boxes=pred_boxes[image] if rank_by_pred else None, gt_chunk_size=self.gt_chunk_size,
+        )
+
+    @torch.no_grad()
+    def assignment(self, batched_inputs: List[dict]) -> List[ImageAssignment]:
+        """Group ``atss``: the ATSS positives; with EATSS, ``eatss_extra``: the priors it adds
+        (``alignment_det.modeling.assignment`` contract). Priors: the square assignment anchors."""
+        images, features, gt_instances = training_inputs(self, batched_inputs)
+        anchors = self.anchor_generator(features)
+        pred_boxes = None
+        if self.needs_pred_boxes():
+            pred_boxes = self.decode(anchors, self.dense_predictions(self.head(features))["deltas"])
+        sq = self.assignment_anchors(anchors)
+        num_per_level = [len(a) for a in anchors]
+        levels = level_ids_of(num_per_level, device=sq.device)
+        out = []
+        for i, inst in enumerate(gt_instances):
+            boxes = inst.gt_boxes.tensor
+            base = self._assign_image(sq, num_per_level, boxes, pred_boxes, i, 0).gt_index
+            pos = base >= 0
+            groups = {"atss": positive_group(pos.nonzero()[:, 0], base[pos], sq, levels)}
+            if self.num_extra_priors > 0:
+                full = self._assign_image(sq, num_per_level, boxes, pred_boxes, i, self.num_extra_priors).gt_index
+                extra = (full >= 0) & (full != base)
+                groups["eatss_extra"] = positive_group(extra.nonzero()[:, 0], full[extra], sq, levels)
+            info = {"topk": self.topk, "eatss_l": self.num_extra_priors}
+            out.append(make_image_assignment(images.image_sizes[i], inst, groups, self.head_in_features, info))
+        return out
 
     def dense_targets(self, gt_labels: Sequence[Tensor], matched: Sequence[Tensor]) -> DenseTargets:
         labels = torch.stack(list(gt_labels))
@@ -224,10 +257,14 @@ class ATSS(FCOS):
         if pred["deltas_init"] is not None:
             init = self.box2box_transform.apply_deltas(pred["deltas_init"][t.pos_img, t.pos_idx], a)
             losses["loss_box_reg_init"] = self.box_reg_init_loss_weight * self.box_loss(init, gt, a, pred, targets, init=True)
+        ious = iou_targets(boxes, gt)  # detached
         if self.quality_target == "iou":
-            quality_t = iou_targets(boxes, gt)
+            quality_t = ious
         else:
             quality_t = centerness_targets(self.box2box_transform.get_deltas(a, gt))
+        with torch.no_grad():  # the inference score σ(cls)·σ(quality) of each positive, for its GT class
+            cls = pred["logits"][t.pos_img, t.pos_idx, t.labels[t.pos_img, t.pos_idx]].sigmoid()
+            log_score_iou_correlation(cls * pred["quality"][t.pos_img, t.pos_idx].sigmoid(), ious)
         losses["loss_quality"] = (
             F.binary_cross_entropy_with_logits(pred["quality"][t.pos_img, t.pos_idx], quality_t, reduction="sum")
             / t.normalizer

@@ -31,8 +31,11 @@ from torch import Tensor
 
 from alignment_det.assigners.atss import RANK_IOU_MODES
 from alignment_det.losses.hcra import HCRACLoss, HCRARLoss, prior_ious
+from alignment_det.losses.objectness import iou_targets
 from alignment_det.utils.comm import all_reduce_mean
 
+from ..alignment_logging import log_score_iou_correlation
+from ..assignment import ImageAssignment, label_anchors_assignment
 from ..events import put_scalars
 from .atss import ATSS, DenseTargets
 
@@ -196,4 +199,12 @@ class HCRALRetinaNet(RetinaNet):
             scores = logits[pos_img, pos_idx, labels[pos_img, pos_idx]].detach().sigmoid()
             gt = matched[pos_img, pos_idx]
             losses["loss_box_reg"] = self.box_reg_loss_weight * _hcrar(self.hcrar, boxes, gt, scores, normalizer, log=True)
+        with torch.no_grad():  # RetinaNet's inference score σ(cls) of each positive, for its GT class
+            pos_boxes = self.box2box_transform.apply_deltas(deltas[pos_img, pos_idx].detach(), all_anchors[pos_idx])
+            pos_scores = logits[pos_img, pos_idx, labels[pos_img, pos_idx]].sigmoid()
+            log_score_iou_correlation(pos_scores, iou_targets(pos_boxes, matched[pos_img, pos_idx]))
         return losses
+
+    def assignment(self, batched_inputs) -> List[ImageAssignment]:
+        """RetinaNet's positives, unchanged by HCRAL: group ``iou_matcher`` (``alignment_det.modeling.assignment``)."""
+        return label_anchors_assignment(self, batched_inputs, group="iou_matcher")
