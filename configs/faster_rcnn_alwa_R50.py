@@ -8,14 +8,5 @@ from alignment_det.modeling.alwa import add_alwa
 
 from .faster_rcnn_R50 import dataloader, lr_multiplier, model, optimizer, train
 
-model = add_alwa(
-    model,
-    cls_keys=["loss_rpn_cls"],
-    reg_keys=["loss_rpn_loc"],
-    variant="ALWA_2",
-    lambda0=1.0,
-    period=100,
-    stats_on="weighted",
-    sync=True,
-)
+model = add_alwa(model, cls_keys=["loss_rpn_cls"], reg_keys=["loss_rpn_loc"])
 train.output_dir = "./output/faster_rcnn_alwa_R50"

@@ -5,14 +5,5 @@ from alignment_det.modeling.alwa import add_alwa
 
 from .fcos_R50 import dataloader, lr_multiplier, model, optimizer, train
 
-model = add_alwa(
-    model,
-    cls_keys=["loss_fcos_cls"],
-    reg_keys=["loss_fcos_loc"],
-    variant="ALWA_2",
-    lambda0=1.0,
-    period=100,
-    stats_on="weighted",
-    sync=True,
-)
+model = add_alwa(model, cls_keys=["loss_fcos_cls"], reg_keys=["loss_fcos_loc"])
 train.output_dir = "./output/fcos_alwa_R50"

@@ -8,14 +8,5 @@ from alignment_det.modeling.alwa import add_alwa
 
 from .hcral_atss_R50_1x import dataloader, lr_multiplier, model, optimizer, train
 
-model = add_alwa(
-    model,
-    cls_keys=["loss_cls"],
-    reg_keys=["loss_box_reg"],
-    variant="ALWA_2",
-    lambda0=1.0,
-    period=100,
-    stats_on="weighted",
-    sync=True,
-)
+model = add_alwa(model, cls_keys=["loss_cls"], reg_keys=["loss_box_reg"])
 train.output_dir = "./output/hcral_atss_alwa_R50_1x"

@@ -2,7 +2,10 @@
 
 The baseline ``retinanet_R50.py`` (L1 box loss: Detectron2's RetinaNet with
 ``smooth_l1_beta=0``, which is also the official ALWA code's RetinaNet loss) with ALWA added
-by ``add_alwa``: ``loss_cls`` is weighted by α·λ0 and ``loss_box_reg`` by λ0. The detector's
+by ``add_alwa`` at its defaults, the paper's settings: ALWA_2 (the official code's active variant;
+the paper's prose favours ALWA_1), λ0 = 1, C = 100, statistics on the weighted losses (faithful;
+``stats_on="raw"`` is the opt-in fix of §2.2), all-reduced. ``loss_cls`` is weighted by α·λ0 and
+``loss_box_reg`` by λ0. The detector's
 keys stay where the baseline has them (``model.num_classes=20``); ALWA's are ``model.alwa.*``
 (``model.alwa.variant=ALWA_1 model.alwa.period=200``). Variants with other box losses:
 ``projects/ALWA/configs/``.
@@ -11,14 +14,5 @@ from alignment_det.modeling.alwa import add_alwa
 
 from .retinanet_R50 import dataloader, lr_multiplier, model, optimizer, train
 
-model = add_alwa(
-    model,
-    cls_keys=["loss_cls"],
-    reg_keys=["loss_box_reg"],
-    variant="ALWA_2",  # the official code's active variant (the paper's prose favours ALWA_1)
-    lambda0=1.0,
-    period=100,
-    stats_on="weighted",  # faithful; "raw" is the opt-in fix of §2.2
-    sync=True,
-)
+model = add_alwa(model, cls_keys=["loss_cls"], reg_keys=["loss_box_reg"])
 train.output_dir = "./output/retinanet_alwa_R50"

@@ -6,14 +6,5 @@ from alignment_det.modeling.alwa import add_alwa
 
 from .retinanet_conf_R50 import dataloader, lr_multiplier, model, optimizer, train
 
-model = add_alwa(
-    model,
-    cls_keys=["loss_cls"],
-    reg_keys=["loss_box_reg"],
-    variant="ALWA_2",
-    lambda0=1.0,
-    period=100,
-    stats_on="weighted",
-    sync=True,
-)
+model = add_alwa(model, cls_keys=["loss_cls"], reg_keys=["loss_box_reg"])
 train.output_dir = "./output/retinanet_conf_alwa_R50"

@@ -19,7 +19,7 @@ from detectron2.config import LazyConfig, instantiate  # noqa: E402
 from detectron2.layers import ShapeSpec  # noqa: E402
 from detectron2.modeling import FCOS, RetinaNet  # noqa: E402
 
-from alignment_det.modeling.meta_arch import FasterRCNN, RetinaNetConf  # noqa: E402
+from alignment_det.modeling.meta_arch import FasterRCNN, HCRALATSS, RetinaNetConf  # noqa: E402
 from detectron2.modeling.backbone import ResNet  # noqa: E402
 from detectron2.structures import Boxes, Instances  # noqa: E402
 from detectron2.utils.events import EventStorage  # noqa: E402
@@ -429,6 +429,7 @@ ALWA_CONFIGS = {
     "configs/faster_rcnn_alwa_R50.py": (FasterRCNN, ["loss_rpn_cls"], ["loss_rpn_loc"], "ALWA_2", 100, None),
     "configs/retinanet_conf_alwa_R50.py": (RetinaNetConf, ["loss_cls"], ["loss_box_reg"], "ALWA_2", 100, "smooth_l1"),
     "configs/quick_schedules/retinanet_alwa_instant_test.py": (RetinaNet, ["loss_cls"], ["loss_box_reg"], "ALWA_2", 10, "smooth_l1"),
+    "configs/hcral_atss_alwa_R50_1x.py": (HCRALATSS, ["loss_cls"], ["loss_box_reg"], "ALWA_2", 100, None),
 }
 
 
@@ -438,6 +439,8 @@ def test_alwa_config_round_trips_and_builds_the_hooked_detector(path, tmp_path):
     cfg = load_config(config_path(path))
     LazyConfig.save(cfg, str(tmp_path / "c.yaml"))
     again = LazyConfig.load(str(tmp_path / "c.yaml"))
+    # add_alwa writes every setting into the node (those a config leaves out at their defaults).
+    assert set(again.model.alwa) == {"cls_keys", "reg_keys", "variant", "lambda0", "period", "stats_on", "sync"}
     model = instantiate(again.model)
     assert type(model) is cls_ and isinstance(model.alwa, ALWA)
     a = model.alwa

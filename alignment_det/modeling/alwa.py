@@ -16,7 +16,7 @@ never around them, by :func:`add_alwa`::
     from alignment_det.modeling.alwa import add_alwa
     from .retinanet_R50 import dataloader, lr_multiplier, model, optimizer, train
 
-    model = add_alwa(model, cls_keys=["loss_cls"], reg_keys=["loss_box_reg"], variant="ALWA_2")
+    model = add_alwa(model, cls_keys=["loss_cls"], reg_keys=["loss_box_reg"])  # other settings: the paper's
 
 which rewrites the node to
 
@@ -54,6 +54,7 @@ ALWA's state (α, the partial windows) is in persistent buffers, hence in every 
 """
 from __future__ import annotations
 
+import inspect
 from typing import Mapping, Sequence, Union
 
 from detectron2.utils.registry import _convert_target_to_string, locate
@@ -157,7 +158,10 @@ build_with_alwa.forwards_kwargs_to = "detector_class"
 
 def add_alwa(model_node, **alwa_args):
     """Add ALWA to a detector's LazyCall node in place and return it (the config design of
-    the module docstring). ``alwa_args`` are :func:`with_alwa`'s keyword arguments.
+    the module docstring). ``alwa_args`` are :func:`with_alwa`'s keyword arguments; those not
+    given are written into ``model.alwa`` at :func:`with_alwa`'s defaults (the paper's settings),
+    so a config states only its loss keys and what it changes, and every setting is still a key
+    that an override (``model.alwa.period=200``) and the saved config show.
 
     Raises:
         ValueError: if the node already has ALWA.
@@ -167,5 +171,10 @@ def add_alwa(model_node, **alwa_args):
     target = model_node._target_
     model_node.detector_class = target if isinstance(target, str) else _convert_target_to_string(target)
     model_node._target_ = build_with_alwa
-    model_node.alwa = dict(alwa_args)
+    defaults = {
+        name: p.default
+        for name, p in inspect.signature(with_alwa).parameters.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is not inspect.Parameter.empty
+    }
+    model_node.alwa = {**defaults, **alwa_args}
     return model_node

@@ -12,14 +12,5 @@ from .instant_common import shrink
 lr_multiplier = shrink(
     model, dataloader, optimizer, train, output_dir="./output/retinanet_alwa_instant_test"
 )
-model = add_alwa(
-    model,
-    cls_keys=["loss_cls"],
-    reg_keys=["loss_box_reg"],
-    variant="ALWA_2",
-    lambda0=1.0,
-    period=10,
-    stats_on="weighted",
-    sync=True,
-)
+model = add_alwa(model, cls_keys=["loss_cls"], reg_keys=["loss_box_reg"], period=10)
 train.log_period = 1
