@@ -44,6 +44,8 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
+from alignment_det.utils.metrics_file import Series, read_metrics
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # (name for --pairs, baseline, methods). A pair whose configs are missing is skipped with a note.
@@ -277,38 +279,34 @@ def run_subprocess(cmd: Sequence[str], log_path: str) -> int:
         return subprocess.run(list(cmd), cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
 
 
-def read_metrics(path: str) -> List[dict]:
-    """metrics.json as one dict per iteration, sorted; a resumed run appends to the file, so a
-    later line for an iteration updates an earlier one."""
-    rows: Dict[int, dict] = {}
-    if os.path.isfile(path):
-        with open(path) as f:
-            for line in f:
-                if line.strip():
-                    rec = json.loads(line)
-                    rows.setdefault(rec["iteration"], {}).update(rec)
-    return [rows[i] for i in sorted(rows)]
-
-
-def summarize_run(records: Sequence[dict], max_iter: int) -> dict:
-    """Final metrics, timing and curves of one run from its metrics.json records.
+def summarize_run(series: Series, max_iter: int) -> dict:
+    """Final metrics, timing and curves of one run from its metrics.json series
+    (:func:`alignment_det.utils.metrics_file.read_metrics` with ``finite_only=False``).
 
     Curves are over completed iterations: a training record of iteration ``i`` (0-based) is after
     ``i + 1`` iterations; Detectron2 logs the periodic evaluation after iteration ``i`` at ``i`` and
     the final one at ``max_iter``, so an evaluation is at ``min(i + 1, max_iter)``.
     """
-    evals = [r for r in records if COCO_KEYS[0] in r]
-    final = evals[-1] if evals else {}
-    metrics = {k: v for k, v in final.items() if k in COCO_KEYS or k.startswith(ALIGNMENT_PREFIX)}
-    times = [r["time"] for r in records if "time" in r and r["iteration"] >= SKIP_TIMING_ITERS]
-    data_times = [r["data_time"] for r in records if "data_time" in r and r["iteration"] >= SKIP_TIMING_ITERS]
+    ap_its, ap_values = series.get(COCO_KEYS[0], ([], []))
+    final_it = ap_its[-1] if ap_its else None
+    metrics = {}
+    for key, (its, values) in series.items():
+        if (key in COCO_KEYS or key.startswith(ALIGNMENT_PREFIX)) and final_it in its:
+            metrics[key] = values[its.index(final_it)]
+
+    def after_start(key):
+        its, values = series.get(key, ([], []))
+        return [v for i, v in zip(its, values) if i >= SKIP_TIMING_ITERS]
+
+    times, data_times = after_start("time"), after_start("data_time")
+    loss_its, losses = series.get("total_loss", ([], []))
     return dict(
         metrics=metrics,
-        evaluated_at=min(final["iteration"] + 1, max_iter) if final else None,
+        evaluated_at=min(final_it + 1, max_iter) if final_it is not None else None,
         s_per_iter=statistics.median(times) if times else None,
         data_s_per_iter=statistics.median(data_times) if data_times else None,
-        loss_curve=[[r["iteration"] + 1, r["total_loss"]] for r in records if "total_loss" in r],
-        ap_curve=[[min(r["iteration"] + 1, max_iter), r[COCO_KEYS[0]]] for r in evals],
+        loss_curve=[[i + 1, v] for i, v in zip(loss_its, losses)],
+        ap_curve=[[min(i + 1, max_iter), v] for i, v in zip(ap_its, ap_values)],
     )
 
 
@@ -353,7 +351,8 @@ def run_one(run_dir: str, config_path: str, *, max_iter: int, num_gpus: int, kee
                       finished=datetime.datetime.now().isoformat(timespec="seconds")))
     with open(wall_path, "w") as f:
         json.dump(walls, f, indent=1)
-    summary = summarize_run(read_metrics(os.path.join(run_dir, "metrics.json")), max_iter)
+    metrics_file = os.path.join(run_dir, "metrics.json")
+    summary = summarize_run(read_metrics(metrics_file, finite_only=False) if os.path.isfile(metrics_file) else {}, max_iter)
     if code != 0 or summary["evaluated_at"] != max_iter:
         log(f"FAILED (exit {code}): {run_dir}; see {os.path.join(run_dir, 'train.log')}")
         return dict(failed=True, returncode=code, wall_s=sum(w["wall_s"] for w in walls))

@@ -18,6 +18,7 @@ from omegaconf import OmegaConf  # noqa: E402
 
 from alignment_det.data import register_coco_json, register_voc  # noqa: E402
 from alignment_det.engine.config import load_config  # noqa: E402
+from alignment_det.utils.metrics_file import read_metrics  # noqa: E402
 from alignment_det.model_zoo.presets import (  # noqa: E402
     apply_preset, detector_node, get_preset, optimizer_family,
 )
@@ -270,7 +271,7 @@ def test_alignment_columns():
     assert accuracy.alignment_columns({"bbox/AP"}) == []
 
 
-def test_summary_of_a_resumed_run():
+def test_summary_of_a_resumed_run(tmp_path):
     # metrics.json of a run interrupted after iteration 19 and resumed: iteration 19 appears twice.
     lines = [
         dict(iteration=9, total_loss=2.0, time=1.0),
@@ -279,13 +280,9 @@ def test_summary_of_a_resumed_run():
         dict(iteration=29, total_loss=1.0, time=5.0, data_time=0.1, **{"alignment/corr": 0.3}),
         dict(iteration=30, **{"bbox/AP": 4.0, "bbox/AP50": 8.0, "bbox/AP75": 2.0, "alignment/corr": 0.4}),
     ]
-    records = []
-    for rec in lines:  # read_metrics merges lines of one iteration, the later one winning
-        if records and records[-1]["iteration"] == rec["iteration"]:
-            records[-1].update(rec)
-        else:
-            records.append(dict(rec))
-    s = accuracy.summarize_run(records, max_iter=30)
+    path = tmp_path / "metrics.json"
+    path.write_text("\n".join(json.dumps(r) for r in lines) + "\n")
+    s = accuracy.summarize_run(read_metrics(str(path), finite_only=False), max_iter=30)
     assert s["metrics"] == {"bbox/AP": 4.0, "bbox/AP50": 8.0, "bbox/AP75": 2.0, "alignment/corr": 0.4}
     assert s["evaluated_at"] == 30
     assert s["loss_curve"] == [[10, 2.0], [20, 1.4], [30, 1.0]]  # after i + 1 iterations
@@ -293,12 +290,13 @@ def test_summary_of_a_resumed_run():
     assert s["s_per_iter"] == 5.0  # median of iterations >= 20 only (start-up excluded)
 
 
-def test_read_metrics_merges_a_resumed_runs_lines(tmp_path):
+def test_a_nan_final_ap_is_reported_not_replaced_by_an_earlier_evaluation(tmp_path):
     path = tmp_path / "metrics.json"
     path.write_text("\n".join(json.dumps(r) for r in [
-        dict(iteration=0, total_loss=3.0), dict(iteration=1, total_loss=2.0), dict(iteration=1, total_loss=2.5),
+        dict(iteration=9, total_loss=3.0, **{"bbox/AP": 2.0}), dict(iteration=20, **{"bbox/AP": float("nan")}),
     ]) + "\n")
-    assert accuracy.read_metrics(str(path)) == [dict(iteration=0, total_loss=3.0), dict(iteration=1, total_loss=2.5)]
+    s = accuracy.summarize_run(read_metrics(str(path), finite_only=False), max_iter=20)
+    assert s["evaluated_at"] == 20 and math.isnan(s["metrics"]["bbox/AP"])
 
 
 def test_an_interrupted_run_is_resumed_and_a_finished_one_skipped(tmp_path):

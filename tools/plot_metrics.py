@@ -13,20 +13,21 @@ summary ``bbox/AP``, ``bbox/AP50``, ``bbox/AP75``, ``bbox/APs``, ``bbox/APm``, `
 methods' own logged quantities: ``mal/*``, ``date/*``, ``alwa_weight``, ``obj_*``, ``align/*``,
 ``hcral/*``. ``--keys`` takes names or shell-style patterns (``"loss_*"``).
 
-How the file is read: every line is a JSON object with ``iteration``; evaluation results are lines of
-their own (only ``bbox/...`` keys), drawn as markers. A resumed run appends lines whose iteration
-goes back: from that line on the later values replace the earlier ones (every point of the earlier
-segment at or after that iteration is dropped), so the curve is the one of the run that continued.
-Non-finite values (an AP of ``NaN`` when nothing was detected) are left out. ``lr`` is drawn on a
+How the file is read: ``alignment_det.utils.metrics_file`` (a resumed run's curve is the one of the
+run that continued); evaluations, lines of their own, are drawn as markers. Non-finite values (an AP
+of ``NaN`` when nothing was detected) are left out. ``lr`` is drawn on a
 log scale.
 """
 import argparse
 import fnmatch
-import json
 import math
 import os
 import sys
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
+
+from alignment_det.utils.metrics_file import Series, metrics_path, read_metrics
+
+__all__ = ["DEFAULT_KEYS", "main", "metrics_path", "plot_runs", "read_metrics", "run_label", "select_keys"]
 
 DEFAULT_KEYS = (
     "total_loss", "loss_*", "lr",
@@ -37,50 +38,6 @@ DEFAULT_KEYS = (
 MARKER_MAX_POINTS = 30
 # Drawn on a log scale (when positive): runs' learning rates often differ by 10x or more (SGD / AdamW).
 LOG_SCALE_KEYS = ("lr",)
-
-Series = Dict[str, Tuple[List[int], List[float]]]
-
-
-def metrics_path(path: str) -> str:
-    """``path`` if it is a file, else ``path/metrics.json``; error when missing."""
-    candidate = os.path.join(path, "metrics.json") if os.path.isdir(path) else path
-    if not os.path.isfile(candidate):
-        raise FileNotFoundError(f"{path!r}: no metrics.json there (give the file or the run's output folder)")
-    return candidate
-
-
-def read_metrics(path: str) -> Series:
-    """``{key: (iterations, values)}`` of one ``metrics.json``, sorted by iteration, resume-aware."""
-    points: Dict[str, Dict[int, float]] = {}
-    last_iter = -1
-    path = metrics_path(path)
-    with open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: not a JSON line ({e})") from None
-            if "iteration" not in row:
-                continue
-            it = int(row["iteration"])
-            if it < last_iter:  # a resumed run starts again here: later values win from here on
-                for series in points.values():
-                    for stale in [i for i in series if i >= it]:
-                        del series[stale]
-            last_iter = it
-            for key, value in row.items():
-                if key == "iteration" or not isinstance(value, (int, float)) or isinstance(value, bool):
-                    continue
-                points.setdefault(key, {})[it] = float(value)
-    out: Series = {}
-    for key, series in points.items():
-        its = sorted(i for i, v in series.items() if math.isfinite(v))
-        if its:
-            out[key] = (its, [series[i] for i in its])
-    return out
 
 
 def select_keys(runs: Sequence[Series], patterns: Sequence[str]) -> List[str]:

@@ -1,0 +1,65 @@
+"""Reading Detectron2's ``metrics.json``: one home for the tools that plot or tabulate runs
+(``tools/plot_metrics.py``, ``benchmarks/accuracy.py``).
+
+Every line is a JSON object with ``iteration``; evaluation results are lines of their own (only
+``bbox/...`` / ``alignment/...`` keys). A resumed run appends lines whose iteration goes back: from
+that line on the later values replace the earlier ones (every point of the earlier segment at or
+after that iteration is dropped), so each series is the one of the run that continued. Two lines of
+the same iteration (a training row and the evaluation after it) merge, the later value winning.
+"""
+import json
+import math
+import os
+from typing import Dict, List, Tuple
+
+__all__ = ["Series", "metrics_path", "read_metrics"]
+
+#: key -> (iterations, values), sorted by iteration
+Series = Dict[str, Tuple[List[int], List[float]]]
+
+
+def metrics_path(path: str) -> str:
+    """``path`` if it is a file, else ``path/metrics.json``; error when missing."""
+    candidate = os.path.join(path, "metrics.json") if os.path.isdir(path) else path
+    if not os.path.isfile(candidate):
+        raise FileNotFoundError(f"{path!r}: no metrics.json there (give the file or the run's output folder)")
+    return candidate
+
+
+def read_metrics(path: str, *, finite_only: bool = True) -> Series:
+    """``{key: (iterations, values)}`` of one ``metrics.json`` (the file or its folder).
+
+    Non-numeric fields are skipped; with ``finite_only`` non-finite values (an AP of ``NaN`` when
+    nothing was detected) are left out too, as a plot wants; a table keeps them (``False``) so that a
+    NaN final AP is reported as such rather than replaced by an earlier evaluation.
+    """
+    points: Dict[str, Dict[int, float]] = {}
+    last_iter = -1
+    path = metrics_path(path)
+    with open(path) as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: not a JSON line ({e})") from None
+            if "iteration" not in row:
+                continue
+            it = int(row["iteration"])
+            if it < last_iter:  # a resumed run starts again here: later values win from here on
+                for series in points.values():
+                    for stale in [i for i in series if i >= it]:
+                        del series[stale]
+            last_iter = it
+            for key, value in row.items():
+                if key == "iteration" or not isinstance(value, (int, float)) or isinstance(value, bool):
+                    continue
+                points.setdefault(key, {})[it] = float(value)
+    out: Series = {}
+    for key, series in points.items():
+        its = sorted(i for i, v in series.items() if math.isfinite(v) or not finite_only)
+        if its:
+            out[key] = (its, [series[i] for i in its])
+    return out
