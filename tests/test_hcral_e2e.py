@@ -89,6 +89,24 @@ def test_all_switches_off_is_exactly_atss():
         torch.testing.assert_close(a[k], b[k])
 
 
+def test_inference_is_atss_inference():
+    """HCRAL changes training only: with ATSS's weights it detects exactly what ATSS detects (so the
+    inference cost is ATSS's; benchmark ratios away from 1 are timing noise)."""
+    # threshold 0: a random model scores below 0.05, and the test needs detections to compare
+    hcral = build(HCRAL, "model.test_score_thresh=0.0")
+    atss = build(ATSS_INSTANT, "model.test_score_thresh=0.0", seed=1)
+    atss.load_state_dict(hcral.state_dict(), strict=False)  # HCRAL's extra state: loss statistics only
+    hcral.eval(), atss.eval()
+    with torch.no_grad():
+        a, b = atss(images(2)), hcral(images(2))
+    for x, y in zip(a, b):
+        x, y = x["instances"], y["instances"]
+        assert len(x) > 0
+        torch.testing.assert_close(x.pred_boxes.tensor, y.pred_boxes.tensor)
+        torch.testing.assert_close(x.scores, y.scores)
+        assert torch.equal(x.pred_classes, y.pred_classes)
+
+
 def test_each_component_changes_its_own_loss_only():
     inputs = batch(crowded(60), two_boxes())
     base, _ = train_losses(build(HCRAL, "model.use_eatss=False", "model.use_hcrac=False", "model.use_hcrar=False"), inputs)

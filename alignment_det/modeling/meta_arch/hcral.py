@@ -131,7 +131,7 @@ class HCRALRetinaNet(RetinaNet):
         use_hcrac, hcrac: as :class:`HCRALATSS` (off: RetinaNet's focal loss);
         use_hcrar, hcrar: default :class:`HCRARLoss` with γ 1.2 (off: RetinaNet's box loss);
         box_reg_loss_weight: λ_reg of HCRA-R (2.5, paper §4);
-        gt_chunk_size: GTs per chunk of the IoU matrices.
+        gt_chunk_size: GTs per chunk of the IoU matrices (64, as ATSS).
     """
 
     def __init__(
@@ -142,7 +142,7 @@ class HCRALRetinaNet(RetinaNet):
         use_hcrar: bool = True,
         hcrar: Optional[HCRARLoss] = None,
         box_reg_loss_weight: float = 2.5,
-        gt_chunk_size: int = 256,
+        gt_chunk_size: int = 64,
         **kwargs,
     ):
         super().__init__(**kwargs)
