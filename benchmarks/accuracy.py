@@ -348,6 +348,8 @@ def run_one(run_dir: str, config_path: str, *, max_iter: int, num_gpus: int, kee
     # CPU time of the training processes: on a shared machine it varies far less than wall time.
     walls.append(dict(wall_s=time.time() - t0, cpu_s=_children_cpu_s() - cpu0, returncode=code,
                       load_before=load_before, load_after=os.getloadavg()[0],
+                      # what the training processes' torch used (they inherit this environment)
+                      omp_num_threads=os.environ.get("OMP_NUM_THREADS", "default"),
                       finished=datetime.datetime.now().isoformat(timespec="seconds")))
     with open(wall_path, "w") as f:
         json.dump(walls, f, indent=1)
@@ -357,7 +359,8 @@ def run_one(run_dir: str, config_path: str, *, max_iter: int, num_gpus: int, kee
         log(f"FAILED (exit {code}): {run_dir}; see {os.path.join(run_dir, 'train.log')}")
         return dict(failed=True, returncode=code, wall_s=sum(w["wall_s"] for w in walls))
     result = dict(summary, wall_s=sum(w["wall_s"] for w in walls), cpu_s=sum(w.get("cpu_s", 0.0) for w in walls),
-                  attempts=len(walls), load_avg=[w[k] for w in walls for k in ("load_before", "load_after") if k in w])
+                  attempts=len(walls), load_avg=[w[k] for w in walls for k in ("load_before", "load_after") if k in w],
+                  omp_num_threads=sorted({w.get("omp_num_threads", "unrecorded") for w in walls}))
     with open(result_path, "w") as f:
         json.dump(result, f, indent=1)
     if not keep_checkpoints:
@@ -456,11 +459,14 @@ def plot_curves(runs: Sequence[dict], path: str, *, title: str) -> None:
     plt.close(fig)
 
 
-def machine_description(device: str) -> str:
+def machine_description(device: str, omp_num_threads: Sequence[str] = ()) -> str:
+    """The machine, and the ``OMP_NUM_THREADS`` the training processes ran with (recorded per run:
+    the report may be written by another process, e.g. ``--no-train``, with other settings)."""
     import torch
 
     cpu = platform.processor() or platform.machine()
-    text = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    threads = ", ".join(sorted(set(omp_num_threads))) or "unrecorded"
+    text = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} (training processes: OMP_NUM_THREADS={threads})"
     if device == "cuda" and torch.cuda.is_available():
         text += f", {torch.cuda.get_device_name(0)}"
     return text
@@ -555,7 +561,9 @@ def write_report(args, preset, num_classes: int, per_config: Dict[str, dict], ou
     alignment_keys = alignment_columns({k for c in per_config.values() for k in c["aggregate"]["metrics"]})
     rows = [dict(c, agg=c["aggregate"], baseline_agg=per_config[c["baseline"]]["aggregate"] if c["baseline"] else None)
             for c in per_config.values()]
-    machine = machine_description(preset.device)
+    machine = machine_description(
+        preset.device, [t for c in per_config.values() for r in c["runs"] for t in r.get("omp_num_threads", ["unrecorded"])]
+    )
     loads = [x for c in per_config.values() for r in c["runs"] for x in r.get("load_avg", [])]
     if loads:  # other jobs on the machine slow every run down: say how busy it was
         machine += f"; 1-min load average {min(loads):.1f}-{max(loads):.1f} at the starts and ends of the runs"

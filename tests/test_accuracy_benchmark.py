@@ -299,7 +299,8 @@ def test_a_nan_final_ap_is_reported_not_replaced_by_an_earlier_evaluation(tmp_pa
     assert s["evaluated_at"] == 20 and math.isnan(s["metrics"]["bbox/AP"])
 
 
-def test_an_interrupted_run_is_resumed_and_a_finished_one_skipped(tmp_path):
+def test_an_interrupted_run_is_resumed_and_a_finished_one_skipped(tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
     run_dir = str(tmp_path)
     (tmp_path / "wall_times.json").write_text(json.dumps([dict(wall_s=5.0, returncode=-9)]))  # killed once
     calls = []
@@ -313,6 +314,8 @@ def test_an_interrupted_run_is_resumed_and_a_finished_one_skipped(tmp_path):
     kw = dict(max_iter=3, num_gpus=1, keep_checkpoints=False, log=lambda *_: None)
     result = accuracy.run_one(run_dir, "cfg.py", runner=runner, **kw)
     assert "--resume" in calls[0] and result["attempts"] == 2 and result["wall_s"] > 5.0
+    # the threads each attempt's training processes had (the killed attempt did not record them)
+    assert result["omp_num_threads"] == ["3", "unrecorded"]
     again = accuracy.run_one(run_dir, "cfg.py", runner=lambda *a: pytest.fail("trained a finished run"), **kw)
     assert again == result
 
@@ -347,7 +350,8 @@ def test_register_file_reaches_every_training_process(tmp_path):
     assert "World size: 2" in log
 
 
-def test_end_to_end_table_curves_and_resume(tmp_path):
+def test_end_to_end_table_curves_and_resume(tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     out = tmp_path / "out"
     argv = ["--preset", "instant", "--max-iter", "3", "--configs", "retinanet_R50.py", "retinanet_conf_R50.py",
             "--seeds", "0", "--train-dataset", SYNTH_TRAIN, "--test-dataset", SYNTH_VAL, "--output", str(out)]
@@ -366,6 +370,8 @@ def test_end_to_end_table_curves_and_resume(tmp_path):
     # The checkpoints of a finished run are dropped but model_final.pth, for re-evaluation.
     files = os.listdir(out / "runs" / "retinanet_R50" / "seed0")
     assert "model_final.pth" in files and not [f for f in files if f.startswith("model_0")]
-    # Run again: nothing is trained, the same table comes out.
+    assert "OMP_NUM_THREADS=1" in table
+    # Run again (from a process with other threads): nothing is trained, the same table comes out.
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
     accuracy.main(argv, runner=lambda *a: pytest.fail("trained a finished run"))
     assert (out / "results.md").read_text() == table
