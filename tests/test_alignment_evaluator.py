@@ -154,26 +154,10 @@ def test_project_models_on_the_synthetic_set(name):
 
 def test_faster_rcnn_second_stage_nms_is_recorded_not_the_rpn():
     """A tiny random Faster R-CNN: one recorded NMS per image (the box head's), none from the RPN."""
-    from detectron2.config import LazyCall as L
-    from detectron2.layers import ShapeSpec
-    from detectron2.modeling.backbone import ResNet
-
-    cfg = load_config(instant_config("retinanet_instant_test.py"), [])
-    rcnn = load_config(os.path.join(REPO, "configs", "faster_rcnn_R50.py"), [])
-    m = rcnn.model
-    m.backbone.bottom_up.stem.norm = "BN"
-    m.backbone.bottom_up.stages = L(ResNet.make_default_stages)(depth=18, norm="BN")
-    m.backbone.out_channels = 64
-    m.proposal_generator.head.in_channels = 64
-    m.proposal_generator.post_nms_topk = (100, 100)
-    m.roi_heads.num_classes = 3
-    m.roi_heads.box_head.input_shape = ShapeSpec(channels=64, height=7, width=7)
-    m.roi_heads.box_head.fc_dims = [64, 64]
-    m.roi_heads.box_predictor.input_shape = ShapeSpec(channels=64)
-    rcnn.dataloader = cfg.dataloader
+    rcnn = load_config(instant_config("faster_rcnn_instant_test.py"), [])
     torch.manual_seed(0)
-    model = instantiate(m).eval()
-    ev = AlignmentEvaluator(cfg.dataloader.test.dataset.names, distributed=False, nms_min_iou=0.0)
+    model = instantiate(rcnn.model).eval()
+    ev = AlignmentEvaluator(rcnn.dataloader.test.dataset.names, distributed=False, nms_min_iou=0.0)
     res = _evaluate(rcnn, model, ev)["alignment"]
     assert ev.report["nms_misranking"]["num_images_with_nms"] == 16 and ev._nms_mismatch_batches == 0
     assert res["num_detections"] > 0 and 0 <= res["nms_misranked_share"] <= 1
