@@ -180,6 +180,10 @@ class HCRALRetinaNet(RetinaNet):
         all_anchors = Boxes.cat(anchors).tensor
         logits = cat(pred_logits, dim=1)
         deltas = cat(pred_anchor_deltas, dim=1)
+        # The positives' decoded boxes and their GTs: HCRA-R's input and the logged score-IoU signal.
+        boxes = self.box2box_transform.apply_deltas(deltas[pos_img, pos_idx], all_anchors[pos_idx])
+        gt = matched[pos_img, pos_idx]
+        pos_logits = logits[pos_img, pos_idx, labels[pos_img, pos_idx]]
         if self.use_hcrac:
             if gt_instances is None:
                 raise ValueError("HCRALRetinaNet.losses needs gt_instances for HCRA-C (max IoU of background anchors)")
@@ -195,14 +199,10 @@ class HCRALRetinaNet(RetinaNet):
             losses["loss_cls"] = out.loss
         if self.use_hcrar:
             normalizer = all_reduce_mean(torch.tensor(float(num_pos), device=logits.device)).clamp(min=1.0)
-            boxes = self.box2box_transform.apply_deltas(deltas[pos_img, pos_idx], all_anchors[pos_idx])
-            scores = logits[pos_img, pos_idx, labels[pos_img, pos_idx]].detach().sigmoid()
-            gt = matched[pos_img, pos_idx]
+            scores = pos_logits.detach().sigmoid()
             losses["loss_box_reg"] = self.box_reg_loss_weight * _hcrar(self.hcrar, boxes, gt, scores, normalizer, log=True)
-        with torch.no_grad():  # RetinaNet's inference score σ(cls) of each positive, for its GT class
-            pos_boxes = self.box2box_transform.apply_deltas(deltas[pos_img, pos_idx].detach(), all_anchors[pos_idx])
-            pos_scores = logits[pos_img, pos_idx, labels[pos_img, pos_idx]].sigmoid()
-            log_score_iou_correlation(pos_scores, iou_targets(pos_boxes, matched[pos_img, pos_idx]))
+        # RetinaNet's inference score σ(cls) of each positive, for its GT class (iou_targets detaches).
+        log_score_iou_correlation(pos_logits.detach().sigmoid(), iou_targets(boxes, gt))
         return losses
 
     def assignment(self, batched_inputs) -> List[ImageAssignment]:
