@@ -20,14 +20,9 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from alignment_det.assigners.atss import atss_assign, square_anchor_grid  # noqa: E402
-
-
-def random_boxes(n: int, height: int, width: int, seed: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    wh = torch.rand(n, 2, generator=g) * 192 + 8
-    xy = torch.rand(n, 2, generator=g) * (torch.tensor([width, height]) - wh)
-    return torch.cat([xy, xy + wh], dim=1)
+from harness import random_boxes  # noqa: E402  the boxes compare.py's batches hold
 
 
 def time_assign(anchors, counts, boxes, *, num_extra, chunk, iters, warmup, device):
@@ -67,7 +62,7 @@ def main(argv=None):
     print("|---|---|---|---|---|")
     prev = None
     for n in args.boxes:
-        boxes = random_boxes(n, height, width, seed=n).to(device)
+        boxes = random_boxes(n, height, width, torch.Generator().manual_seed(n)).to(device)
         kw = dict(chunk=args.chunk, iters=args.iters, warmup=args.warmup, device=device)
         t_atss = time_assign(anchors, counts, boxes, num_extra=0, **kw)
         t_eatss = time_assign(anchors, counts, boxes, num_extra=args.extra, **kw)

@@ -112,20 +112,24 @@ class PeakMemory:
         return False
 
 
+def random_boxes(num_boxes: int, height: int, width: int, generator: torch.Generator) -> torch.Tensor:
+    """(num_boxes, 4) XYXY random boxes inside the image, sides 8 px to min(200, 0.9 x image side) px."""
+    max_side = min(200.0, 0.9 * min(height, width))
+    wh = torch.rand(num_boxes, 2, generator=generator) * (max_side - 8) + 8
+    xy = torch.rand(num_boxes, 2, generator=generator) * (torch.tensor([width, height]) - wh)
+    return torch.cat([xy, xy + wh], dim=1)
+
+
 def synthetic_batch(
     *, batch_size: int, height: int, width: int, num_boxes: int, num_classes: int, seed: int
 ) -> List[Dict]:
-    """Random images with ``num_boxes`` random boxes each (sides 8 px to min(200, 0.9 x image
-    side) px, inside the image), in Detectron2's input format."""
+    """Random images with ``num_boxes`` :func:`random_boxes` each, in Detectron2's input format."""
     g = torch.Generator().manual_seed(seed)
-    max_side = min(200.0, 0.9 * min(height, width))
     batch = []
     for _ in range(batch_size):
         image = torch.randint(0, 256, (3, height, width), generator=g, dtype=torch.uint8).float()
-        wh = torch.rand(num_boxes, 2, generator=g) * (max_side - 8) + 8
-        xy = torch.rand(num_boxes, 2, generator=g) * (torch.tensor([width, height]) - wh)
         inst = Instances((height, width))
-        inst.gt_boxes = Boxes(torch.cat([xy, xy + wh], dim=1))
+        inst.gt_boxes = Boxes(random_boxes(num_boxes, height, width, g))
         inst.gt_classes = torch.randint(0, num_classes, (num_boxes,), generator=g)
         batch.append({"image": image, "instances": inst, "height": height, "width": width})
     return batch
