@@ -195,7 +195,7 @@ class ATSS(FCOS):
         images, features, gt_instances = training_inputs(self, batched_inputs)
         anchors = self.anchor_generator(features)
         pred_boxes = None
-        if self.needs_pred_boxes():
+        if self.eatss_ranks_by_pred:  # only the assignment's needs (HCRA-C's would run the head for nothing)
             pred_boxes = self.decode(anchors, self.dense_predictions(self.head(features))["deltas"])
         sq = self.assignment_anchors(anchors)
         num_per_level = [len(a) for a in anchors]
@@ -232,9 +232,14 @@ class ATSS(FCOS):
         targets = self.dense_targets(gt_labels, matched)
         return self.losses(anchors, pred, targets, gt_instances, pred_boxes)
 
+    @property
+    def eatss_ranks_by_pred(self) -> bool:
+        """EATSS ranks its extra priors by the IoU of their predicted boxes (``rank_iou="pred"``)."""
+        return self.num_extra_priors > 0 and self.rank_iou == "pred"
+
     def needs_pred_boxes(self) -> bool:
         """Whether training decodes every prior's (detached) box before assignment."""
-        return self.num_extra_priors > 0 and self.rank_iou == "pred"
+        return self.eatss_ranks_by_pred
 
     def losses(
         self,
