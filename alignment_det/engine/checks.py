@@ -7,6 +7,8 @@ import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from .amp import resolve_amp_dtype
+
 logger = logging.getLogger("alignment_det")
 
 __all__ = [
@@ -24,12 +26,10 @@ class ClassCountMismatchError(ValueError):
     pass
 
 
-def check_amp(cfg) -> None:
-    if cfg.train.amp.enabled and torch.device(cfg.train.device).type != "cuda":
-        raise ValueError(
-            f"train.amp.enabled=True needs a CUDA device, but train.device={cfg.train.device!r}. "
-            "Set train.amp.enabled=False to train in fp32 on CPU."
-        )
+def check_amp(cfg) -> Optional[torch.dtype]:
+    """The autocast dtype of ``train.amp`` on ``train.device`` (None: fp32), or an error that says
+    which setting to change (:func:`alignment_det.engine.amp.resolve_amp_dtype`)."""
+    return resolve_amp_dtype(cfg.train.get("amp", None), cfg.train.device)
 
 
 def check_device(cfg) -> None:

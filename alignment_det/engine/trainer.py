@@ -7,7 +7,8 @@ Detectron2's ``DefaultTrainer`` reads the yacs config (``cfg.SOLVER.*``) in its
 ``build_train_loader``, ``build_test_loader``, ``build_evaluator``, ``test``,
 ``resume_or_load``, ``train``) and ``run_step`` / ``state_dict`` are inherited.
 
-Added over Detectron2: up-front checks (``checks.py``: CUDA device, AMP, the model's number
+Added over Detectron2: mixed precision on CUDA and CPU (``amp.py``: fp16 / bf16 autocast),
+up-front checks (``checks.py``: CUDA device, AMP dtype, the model's number
 of classes against the train, test and evaluator datasets, the total batch against the
 config's reference batch with ``train.auto_scale_lr``), an EMA of the weights
 (``train.model_ema``, ``ema.py``) and atomic, resume-safe checkpoints (``checkpoint.py``).
@@ -19,7 +20,7 @@ from collections import OrderedDict
 
 import torch
 from detectron2.config import instantiate
-from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, default_writers, hooks
+from detectron2.engine import DefaultTrainer, SimpleTrainer, default_writers, hooks
 from detectron2.engine.train_loop import TrainerBase
 from detectron2.evaluation import DatasetEvaluators, inference_on_dataset, print_csv_format
 from detectron2.solver.build import _generate_optimizer_class_with_gradient_clipping
@@ -29,6 +30,7 @@ from omegaconf import ListConfig
 
 from torch.nn.parallel import DistributedDataParallel
 
+from .amp import AutocastTrainer
 from .checkpoint import CheckedCheckpointer
 from .checks import (
     check_amp,
@@ -147,12 +149,15 @@ class Trainer(DefaultTrainer):
         if not logger.isEnabledFor(logging.INFO):
             # Our own logger only: a second setup_logger() of "detectron2" doubles every line.
             setup_logger(name="alignment_det")
-        check_amp(cfg)
+        amp_dtype = check_amp(cfg)
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
         data_loader = self.build_train_loader(cfg)
         model = create_ddp_model(model, device=cfg.train.device, **cfg.train.ddp)
-        self._trainer = (AMPTrainer if cfg.train.amp.enabled else SimpleTrainer)(model, data_loader, optimizer)
+        if amp_dtype is None:
+            self._trainer = SimpleTrainer(model, data_loader, optimizer)
+        else:
+            self._trainer = AutocastTrainer(model, data_loader, optimizer, device=cfg.train.device, precision=amp_dtype)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
         ema_cfg = cfg.train.get("model_ema", None) or {}
         self.model_ema = ModelEMA(decay=ema_cfg.get("decay", 0.9998)) if ema_cfg.get("enabled", False) else None

@@ -3,7 +3,9 @@ train = dict(
     output_dir="./output",
     init_checkpoint="",
     max_iter=90000,
-    amp=dict(enabled=False),  # CUDA only; the trainer refuses it on CPU
+    # Autocast: dtype "float16" (CUDA, with a grad scaler) or "bfloat16" (CUDA or CPU); None picks
+    # float16 on CUDA and bfloat16 on CPU. Assignment and losses stay fp32 (modeling/precision.py).
+    amp=dict(enabled=False, dtype=None),
     ddp=dict(broadcast_buffers=False, find_unused_parameters=False, fp16_compression=False),
     checkpointer=dict(period=5000, max_to_keep=100),
     eval_period=5000,

@@ -20,7 +20,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence
 import torch
 import torch.nn.functional as F
 from detectron2.layers import cat
-from detectron2.modeling.meta_arch.fcos import FCOS
+from .dense import FCOS
 from detectron2.structures import Boxes, ImageList, Instances
 from fvcore.nn import sigmoid_focal_loss_jit
 from torch import Tensor

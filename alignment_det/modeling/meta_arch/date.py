@@ -25,7 +25,7 @@ from detectron2.modeling.anchor_generator import DefaultAnchorGenerator
 from detectron2.modeling.box_regression import Box2BoxTransform, _dense_box_regression_loss
 from detectron2.modeling.matcher import Matcher
 from detectron2.modeling.meta_arch.dense_detector import permute_to_N_HWA_K
-from detectron2.modeling.meta_arch.fcos import FCOS
+from .dense import FCOS
 from detectron2.structures import Boxes, ImageList, Instances, pairwise_iou
 from fvcore.nn import sigmoid_focal_loss_jit
 from torch import Tensor

@@ -25,7 +25,7 @@ from typing import Dict, List, Optional
 import torch
 import torch.nn.functional as F
 from detectron2.layers import cat
-from detectron2.modeling.meta_arch.retinanet import RetinaNet
+from .dense import RetinaNet
 from detectron2.structures import Boxes, Instances
 from torch import Tensor
 

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from detectron2.modeling.box_regression import Box2BoxTransform
 from detectron2.modeling.meta_arch.build import META_ARCH_REGISTRY
-from detectron2.modeling.meta_arch.retinanet import RetinaNet
+from .dense import RetinaNet
 from detectron2.structures import Boxes, ImageList, Instances
 
 from alignment_det.assigners.mal_bags import effective_bag_size, selection_count

@@ -17,7 +17,7 @@ from typing import List, Optional, Tuple
 
 import torch
 from detectron2.layers import batched_nms, cat
-from detectron2.modeling.meta_arch import RetinaNet
+from .dense import RetinaNet
 from detectron2.structures import Boxes, ImageList, Instances
 from torch import Tensor
 

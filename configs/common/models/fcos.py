@@ -1,5 +1,8 @@
-"""Detectron2's FCOS R50-FPN, derived from the RetinaNet base as upstream does."""
-from detectron2.modeling.meta_arch.fcos import FCOS, FCOSHead
+"""Detectron2's FCOS R50-FPN, derived from the RetinaNet base as upstream does; built as
+``alignment_det``'s ``FCOS`` (Detectron2's class with its losses in fp32 under autocast)."""
+from detectron2.modeling.meta_arch.fcos import FCOSHead
+
+from alignment_det.modeling.meta_arch import FCOS
 
 from .retinanet import model
 

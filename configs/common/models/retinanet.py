@@ -1,4 +1,5 @@
-"""Detectron2's RetinaNet R50-FPN (``configs/common/models/retinanet.py`` upstream)."""
+"""Detectron2's RetinaNet R50-FPN (``configs/common/models/retinanet.py`` upstream), built as
+``alignment_det``'s ``RetinaNet``: Detectron2's class with its losses in fp32 under autocast."""
 from detectron2.config import LazyCall as L
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.anchor_generator import DefaultAnchorGenerator
@@ -6,8 +7,9 @@ from detectron2.modeling.backbone import FPN, BasicStem, ResNet
 from detectron2.modeling.backbone.fpn import LastLevelP6P7
 from detectron2.modeling.box_regression import Box2BoxTransform
 from detectron2.modeling.matcher import Matcher
-from detectron2.modeling.meta_arch import RetinaNet
 from detectron2.modeling.meta_arch.retinanet import RetinaNetHead
+
+from alignment_det.modeling.meta_arch import RetinaNet
 
 from ..data.constants import imagenet_bgr256_mean, imagenet_bgr256_std
 
