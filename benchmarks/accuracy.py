@@ -499,6 +499,9 @@ def argument_parser():
                        help=f"default pairs to run (default: all of {[d[0] for d in DEFAULT_PAIRS]})")
     which.add_argument("--configs", nargs="+", metavar="CONFIG", help="configs (files or zoo names) instead of pairs")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help=">= 2 seeds give mean and spread")
+    p.add_argument("--dataset", choices=("cards", "chess"), default=None,
+                   help="a built-in benchmark set: cards (sparse, ~2 boxes per image) or chess (dense, ~10); "
+                        "sets --train-dataset NAME_train and --test-dataset NAME_test")
     p.add_argument("--train-dataset", default="cards_train")
     p.add_argument("--test-dataset", default="cards_test")
     p.add_argument("--register", nargs="+", default=[], metavar="FILE.py",
@@ -513,6 +516,8 @@ def argument_parser():
 
 def main(argv=None, *, runner: Callable[[Sequence[str], str], int] = run_subprocess) -> dict:
     args = argument_parser().parse_args(argv)
+    if args.dataset:
+        args.train_dataset, args.test_dataset = f"{args.dataset}_train", f"{args.dataset}_test"
     from alignment_det.model_zoo.presets import get_preset
 
     import alignment_det.data  # noqa: F401  registers the built-in datasets

@@ -2,7 +2,7 @@
 built-in synthetic dataset.
 
 Importing this package registers ``synthetic_shapes_train`` / ``synthetic_shapes_val``
-and, where the folder exists, ``cards_train`` / ``cards_test``.
+and the real benchmark sets ``cards_{train,test}`` and ``chess_{train,test}`` (``data/builtin.py``).
 """
 from .box_report import MalformedBoxesError, find_malformed_boxes
 from .build import DatasetDicts, get_dataset_dicts

@@ -65,6 +65,8 @@ def check_datasets(names: Iterable[str]) -> None:
         if name not in registered:
             raise KeyError(f"Dataset {name!r} is not registered. {REGISTER_HINT}")
         meta = MetadataCatalog.get(name)
+        if meta.get("missing_hint", None):  # a built-in set whose folder is missing (data/builtin.py)
+            raise FileNotFoundError(meta.missing_hint)
         if getattr(meta, "lazy_files", False):  # written on first load (the synthetic set)
             continue
         for key in ("json_file", "odgt_file", "image_root", "dirname"):
