@@ -45,6 +45,15 @@ def test_residual_factor_both_modes_by_hand():
         residual_factor(p, u, y, theta=5.0, alpha=0.0, mode="printed")
 
 
+def test_literal_mode_splits_on_p_above_u_not_on_rci_sign():
+    # Paper Eq. 5: p = .85 > u = .8 -> σ(θ·RCI) with RCI = .85 - .8 - .1 = -.05, although RCI < 0.
+    p, u, y = torch.tensor([0.85, 0.75]), torch.tensor([0.8, 0.8]), torch.tensor([1.0, 1.0])
+    literal = residual_factor(p, u, y, theta=5.0, alpha=-0.1, mode="literal")
+    # the second positive has p = .75 <= u -> 0
+    torch.testing.assert_close(literal, torch.tensor([sig(5 * -0.05), 0.0]))
+    assert abs(literal[0].item() - 0.4378235) < 1e-6  # 1 / (1 + e^0.25), by hand
+
+
 def test_hcrac_loss_by_hand():
     # Two priors, one class, no EMA. x = (0, 2): p = (.5, σ(2)); y = (1, 0); u = (.6, .3).
     # g = |p - y| = (.5, .881): bins 10 and 17 of 20 -> tot 2, n 2, β = 2/1/2 = 1 each.

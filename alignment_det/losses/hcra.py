@@ -115,7 +115,8 @@ def positive_residual(p: torch.Tensor, u: torch.Tensor, *, theta: float, alpha: 
     rci = p - u + alpha
     if mode == "mirrored":
         return torch.where(rci < 0, torch.sigmoid(-theta * rci), torch.zeros_like(rci))
-    return torch.where(rci > 0, torch.sigmoid(theta * rci), torch.zeros_like(rci))
+    # Eq. 5 splits the cases on p > u; RCI > 0 would differ when α ≠ 0.
+    return torch.where(p > u, torch.sigmoid(theta * rci), torch.zeros_like(rci))
 
 
 def conditioning_factor(u: torch.Tensor, y: torch.Tensor, mu: float) -> torch.Tensor:
