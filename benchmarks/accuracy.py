@@ -54,6 +54,22 @@ DEFAULT_PAIRS = (
     ("fcos", "fcos_R50.py", ("date_F_R50_1x.py", "date_R_R50_1x.py")),
     ("atss", "atss_R50_1x.py", ("hcral_atss_R50_1x.py",)),
 )
+# Controls that test each paper's own claim (run them with --pairs NAME; the baseline runs are
+# shared with the default pairs): HCRAL's ablation base on RetinaNet; DATE without its one-to-many
+# branch (the OneNet/POTO detector DATE's faster convergence is measured against) and FCOS with
+# DATE's optimizer; ATSS with HCRAL's IoU quality target.
+CONTROL_PAIRS = (
+    ("retinanet_controls", "retinanet_R50.py", ("hcral_retinanet_R50_1x.py",)),
+    ("fcos_controls", "fcos_R50.py",
+     ("projects/DATE/configs/date_F_R50_o2o_only.py", "projects/DATE/configs/fcos_R50_date_optimizer.py")),
+    ("atss_controls", "atss_R50_1x.py", ("projects/HCRAL/configs/atss_iou_quality.py",)),
+)
+# Rows that evaluate another row's trained model again with overrides, without training:
+# config -> ((folder tag, label, overrides), ...). DATE with NMS at inference (paper Table 6: within
+# 0.1 AP of DATE without it).
+EVAL_VARIANTS = {
+    "date_F_R50_1x.py": (("nms", "DATE-F, evaluated with NMS 0.6", ("model.test_nms_thresh=0.6",)),),
+}
 LABELS = {
     "retinanet_R50.py": "RetinaNet",
     "mal_R50.py": "MAL",
@@ -64,6 +80,10 @@ LABELS = {
     "date_R_R50_1x.py": "DATE-R",
     "atss_R50_1x.py": "ATSS",
     "hcral_atss_R50_1x.py": "HCRAL-ATSS",
+    "hcral_retinanet_R50_1x.py": "HCRAL-RetinaNet",
+    "projects/DATE/configs/date_F_R50_o2o_only.py": "DATE-F, one-to-one only",
+    "projects/DATE/configs/fcos_R50_date_optimizer.py": "FCOS, DATE's optimizer",
+    "projects/HCRAL/configs/atss_iou_quality.py": "ATSS, IoU quality target",
 }
 COCO_KEYS = ("bbox/AP", "bbox/AP50", "bbox/AP75")
 ALIGNMENT_PREFIX = "alignment/"
@@ -125,10 +145,12 @@ def resolve_config(name: str) -> Optional[str]:
     """Absolute path of a config file or zoo name; None when it does not exist."""
     from alignment_det.engine.config import resolve_config_file
 
-    try:
-        return os.path.abspath(resolve_config_file(name))
-    except FileNotFoundError:
-        return None
+    for candidate in (name, os.path.join(REPO, name)):  # a project config, from any folder
+        try:
+            return os.path.abspath(resolve_config_file(candidate))
+        except FileNotFoundError:
+            continue
+    return None
 
 
 def select_configs(pair_names: Optional[Sequence[str]], configs: Optional[Sequence[str]], log=print):
@@ -141,13 +163,13 @@ def select_configs(pair_names: Optional[Sequence[str]], configs: Optional[Sequen
                 raise FileNotFoundError(f"--configs {c}: neither a file nor a zoo config")
             out.append((None, None, c, path))
         return out
-    known = {p[0] for p in DEFAULT_PAIRS}
+    known = {p[0] for p in DEFAULT_PAIRS + CONTROL_PAIRS}
     wanted = [p.lower() for p in pair_names] if pair_names else [p[0] for p in DEFAULT_PAIRS]
     unknown = set(wanted) - known
     if unknown:
         raise ValueError(f"Unknown --pairs {sorted(unknown)}; known: {sorted(known)}")
     out = []
-    for name, baseline, methods in DEFAULT_PAIRS:
+    for name, baseline, methods in DEFAULT_PAIRS + CONTROL_PAIRS:
         if name not in wanted:
             continue
         paths = {c: resolve_config(c) for c in (baseline, *methods)}
@@ -308,6 +330,39 @@ def summarize_run(series: Series, max_iter: int) -> dict:
         loss_curve=[[i + 1, v] for i, v in zip(loss_its, losses)],
         ap_curve=[[min(i + 1, max_iter), v] for i, v in zip(ap_its, ap_values)],
     )
+
+
+def evaluate_again(run_dir: str, config_path: str, overrides: Sequence[str], *, tag: str,
+                   runner: Callable[[Sequence[str], str], int], train: bool = True, log=print) -> dict:
+    """Evaluate a finished run's ``model_final.pth`` again with ``overrides`` (``--eval-only``) into
+    ``run_dir/eval_<tag>``; returns a result like :func:`run_one`'s (metrics of that evaluation), read
+    from its ``result.json`` when it exists. The evaluators keep writing their prediction dumps into
+    ``run_dir`` (the generated config names it); the run's own metrics are in its metrics.json."""
+    eval_dir = os.path.join(run_dir, f"eval_{tag}")
+    result_path = os.path.join(eval_dir, "result.json")
+    if os.path.isfile(result_path):
+        with open(result_path) as f:
+            return json.load(f)
+    checkpoint = os.path.join(run_dir, "model_final.pth")
+    if not train or not os.path.isfile(checkpoint):
+        log(f"not evaluated ({'--no-train' if not train else 'no model_final.pth'}): {eval_dir}")
+        return dict(failed=True, returncode=None)
+    os.makedirs(eval_dir, exist_ok=True)
+    cmd = [sys.executable, os.path.join(REPO, "train_net.py"), "--config-file", config_path, "--eval-only",
+           f"train.init_checkpoint={checkpoint}", f"train.output_dir={eval_dir}", *overrides]
+    log(f"evaluating again ({' '.join(overrides)}): {eval_dir}")
+    code = runner(cmd, os.path.join(eval_dir, "eval.log"))
+    metrics_file = os.path.join(eval_dir, "metrics.json")
+    series = read_metrics(metrics_file, finite_only=False) if os.path.isfile(metrics_file) else {}
+    metrics = {k: values[-1] for k, (_, values) in series.items()
+               if values and (k in COCO_KEYS or k.startswith(ALIGNMENT_PREFIX))}
+    if code != 0 or COCO_KEYS[0] not in metrics:
+        log(f"FAILED (exit {code}): {eval_dir}; see {os.path.join(eval_dir, 'eval.log')}")
+        return dict(failed=True, returncode=code)
+    result = dict(metrics=metrics, overrides=list(overrides), ap_curve=[], loss_curve=[])
+    with open(result_path, "w") as f:
+        json.dump(result, f, indent=1)
+    return result
 
 
 def remove_intermediate_checkpoints(run_dir: str) -> None:
@@ -496,7 +551,8 @@ def argument_parser():
                    help="another budget for every run; the preset's steps, warm-up and periods scale with it")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--pairs", nargs="+", metavar="PAIR",
-                       help=f"default pairs to run (default: all of {[d[0] for d in DEFAULT_PAIRS]})")
+                       help=f"pairs to run (default: all of {[d[0] for d in DEFAULT_PAIRS]}; controls: "
+                        f"{[d[0] for d in CONTROL_PAIRS]})")
     which.add_argument("--configs", nargs="+", metavar="CONFIG", help="configs (files or zoo names) instead of pairs")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help=">= 2 seeds give mean and spread")
     p.add_argument("--dataset", choices=("cards", "chess"), default=None,
@@ -547,10 +603,21 @@ def main(argv=None, *, runner: Callable[[Sequence[str], str], int] = run_subproc
             result = run_one(run_dir, config_path, max_iter=preset.max_iter, num_gpus=args.num_gpus,
                              keep_checkpoints=args.keep_checkpoints, runner=runner, train=not args.no_train)
             runs.append(dict(result, seed=seed, run_dir=run_dir))
-        per_config[name] = dict(
-            pair=pair, baseline=baseline, label=LABELS.get(os.path.basename(name), stem), config=name,
-            optimizer=optimizer_description(config_path), runs=runs, aggregate=aggregate(runs),
-        )
+        label = LABELS.get(name, LABELS.get(os.path.basename(name), stem))
+        optimizer = optimizer_description(config_path)
+        per_config[name] = dict(pair=pair, baseline=baseline, label=label, config=name, optimizer=optimizer,
+                                runs=runs, aggregate=aggregate(runs))
+        for tag, variant_label, overrides in EVAL_VARIANTS.get(name, ()):
+            variant_runs = [
+                dict(evaluate_again(r["run_dir"], os.path.join(r["run_dir"], "config.py"), overrides, tag=tag,
+                                    runner=runner, train=not args.no_train),
+                     seed=r["seed"], run_dir=r["run_dir"])
+                for r in runs if not r.get("failed")
+            ]
+            per_config[f"{name} [{tag}]"] = dict(
+                pair=pair, baseline=baseline, label=variant_label, config=f"{name} {' '.join(overrides)}",
+                optimizer=optimizer, runs=variant_runs, aggregate=aggregate(variant_runs),
+            )
     return write_report(args, preset, num_classes, per_config, output)
 
 

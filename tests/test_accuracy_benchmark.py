@@ -320,6 +320,51 @@ def test_an_interrupted_run_is_resumed_and_a_finished_one_skipped(tmp_path, monk
     assert again == result
 
 
+def test_control_pairs_resolve_and_share_the_baseline_runs():
+    rows = accuracy.select_configs(["fcos_controls", "atss_controls", "retinanet_controls"], None, log=pytest.fail)
+    names = [name for _, _, name, _ in rows]
+    assert names.count("fcos_R50.py") == 1 and "projects/DATE/configs/date_F_R50_o2o_only.py" in names
+    assert all(os.path.isfile(path) for *_, path in rows)
+    o2o_only = load_config(dict((n, p) for _, _, n, p in rows)["projects/DATE/configs/date_F_R50_o2o_only.py"])
+    assert o2o_only.model.lambda_o2m == 0.0 and o2o_only.model.lambda_o2o == 1.0
+    iou_atss = load_config(dict((n, p) for _, _, n, p in rows)["projects/HCRAL/configs/atss_iou_quality.py"])
+    assert iou_atss.model.quality_target == "iou" and load_config(rows[-2][3]).model.quality_target == "centerness"
+
+
+def test_an_eval_variant_evaluates_the_final_model_again_once(tmp_path):
+    run_dir = str(tmp_path)
+    (tmp_path / "model_final.pth").write_bytes(b"x")
+    calls = []
+
+    def runner(cmd, log_path):
+        calls.append(cmd)
+        eval_dir = os.path.join(run_dir, "eval_nms")
+        with open(os.path.join(eval_dir, "metrics.json"), "a") as f:
+            f.write(json.dumps({"iteration": 9, "bbox/AP": 4.0, "bbox/AP50": 5.0, "bbox/AP75": 3.0}) + "\n")
+        return 0
+
+    kw = dict(tag="nms", log=lambda *_: None)
+    result = accuracy.evaluate_again(run_dir, "cfg.py", ["model.test_nms_thresh=0.6"], runner=runner, **kw)
+    cmd = calls[0]
+    assert "--eval-only" in cmd and cmd[-1] == "model.test_nms_thresh=0.6"
+    assert f"train.init_checkpoint={os.path.join(run_dir, 'model_final.pth')}" in cmd
+    assert result["metrics"] == {"bbox/AP": 4.0, "bbox/AP50": 5.0, "bbox/AP75": 3.0}
+    again = accuracy.evaluate_again(run_dir, "cfg.py", ["x=1"], runner=lambda *a: pytest.fail("evaluated twice"), **kw)
+    assert again == result
+    missing = accuracy.evaluate_again(str(tmp_path / "none"), "cfg.py", [], runner=pytest.fail, **kw)
+    assert missing["failed"]
+
+
+def test_cpu_long_preset_trains_in_bf16_with_late_lr_drops():
+    preset = get_preset("cpu_long")
+    assert preset.max_iter <= 3000 and preset.steps == (round(0.85 * preset.max_iter), round(0.95 * preset.max_iter))
+    assert preset.eval_period * 10 == preset.max_iter
+    cfg = preset_applied(os.path.join(REPO, "configs", "fcos_R50.py"), "cpu_long")
+    assert cfg.train.amp.enabled and cfg.train.amp.dtype == "bfloat16"
+    assert not preset_applied(os.path.join(REPO, "configs", "fcos_R50.py"), "cpu").train.amp.enabled
+    assert shared_settings(cfg)["depth"] == 18 and cfg.dataloader.test.mapper.augmentations[0].short_edge_length == 256
+
+
 def test_a_run_that_stops_early_is_reported_failed(tmp_path):
     result = accuracy.run_one(str(tmp_path), "cfg.py", runner=lambda cmd, log: 1, max_iter=3, num_gpus=1,
                               keep_checkpoints=False, log=lambda *_: None)

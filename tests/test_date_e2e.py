@@ -194,6 +194,24 @@ def test_eval_returns_at_most_100_detections_without_nms(variant):
     assert (iou > 0.6).any()
 
 
+def test_nms_at_inference_is_an_option_for_checking_the_method():
+    """``model.test_nms_thresh`` (None by default) applies class-wise NMS to the o2o detections, for
+    the paper's check that NMS no longer changes DATE's output (Table 6)."""
+    from detectron2.structures import pairwise_iou
+
+    model = build(["model.test_nms_thresh=0.6"])
+    model.eval()
+    model.test_score_thresh = 0.0
+    torch.nn.init.constant_(model.head.bbox_pred.bias, 2.0)  # untrained boxes of ~2 strides overlap
+    with torch.no_grad():
+        inst = model(infer_inputs(1))[0]["instances"]
+    assert 0 < len(inst) < 100  # without NMS: 100 (test above)
+    same_class = inst.pred_classes[:, None] == inst.pred_classes[None, :]
+    iou = pairwise_iou(inst.pred_boxes, inst.pred_boxes).fill_diagonal_(0)
+    assert not (iou[same_class] > 0.6).any()
+    assert build().test_nms_thresh is None
+
+
 def _reference_detections(model, images_list):
     """Literal §4.4: per level score > thr, top-k per level, merge, top-k per image (loops)."""
     with torch.no_grad():

@@ -20,7 +20,6 @@ from typing import Dict, List, NamedTuple, Optional, Sequence
 import torch
 import torch.nn.functional as F
 from detectron2.layers import cat
-from .dense import FCOS
 from detectron2.structures import Boxes, ImageList, Instances
 from fvcore.nn import sigmoid_focal_loss_jit
 from torch import Tensor
@@ -31,6 +30,7 @@ from alignment_det.losses.objectness import iou_targets
 from alignment_det.utils.boxes import aligned_giou
 from alignment_det.utils.comm import all_reduce_mean
 
+from .dense import FCOS
 from ..alignment_logging import log_score_iou_correlation
 from ..assignment import ImageAssignment, level_ids_of, make_image_assignment, positive_group, training_inputs
 from ..events import put_scalars

@@ -20,12 +20,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
-from detectron2.layers import cat
+from detectron2.layers import batched_nms, cat
 from detectron2.modeling.anchor_generator import DefaultAnchorGenerator
 from detectron2.modeling.box_regression import Box2BoxTransform, _dense_box_regression_loss
 from detectron2.modeling.matcher import Matcher
 from detectron2.modeling.meta_arch.dense_detector import permute_to_N_HWA_K
-from .dense import FCOS
 from detectron2.structures import Boxes, ImageList, Instances, pairwise_iou
 from fvcore.nn import sigmoid_focal_loss_jit
 from torch import Tensor
@@ -37,6 +36,7 @@ from alignment_det.losses.date_losses import fcos_o2m_losses, ltrb_to_boxes, o2o
 from alignment_det.utils.boxes import aligned_iou
 from alignment_det.utils.comm import all_reduce_mean
 
+from .dense import FCOS
 from ..alignment_logging import log_score_iou_correlation
 from ..assignment import ImageAssignment, level_ids_of, make_image_assignment, positive_group, training_inputs
 from ..events import put_scalars
@@ -102,6 +102,7 @@ class DATE(FCOS):
         test_score_thresh: float = 0.01,
         test_topk_candidates: int = 100,
         max_detections_per_image: int = 100,
+        test_nms_thresh: Optional[float] = None,
         pixel_mean,
         pixel_std,
     ):
@@ -122,6 +123,9 @@ class DATE(FCOS):
             o2m_anchor_generator, o2m_box2box_transform, o2m_anchor_matcher: DATE-R's RetinaNet
                 pieces (default: 9 anchors, octave base 4, deltas with weights 1, Matcher 0.4/0.5).
             focal_loss_alpha, focal_loss_gamma: focal loss of both branches (0.25, 2).
+            test_nms_thresh: None (the method: no NMS). A value applies class-wise NMS at that IoU
+                to the o2o detections, to check that NMS no longer changes them (paper Table 6:
+                within 0.1 AP).
             test_score_thresh: o2o score threshold (0.01); test_topk_candidates: per-level top-k
                 (100; 1000 in the DATE-R config); max_detections_per_image: 100 (500 on CrowdHuman).
         """
@@ -140,6 +144,7 @@ class DATE(FCOS):
             pixel_mean=pixel_mean,
             pixel_std=pixel_std,
         )
+        self.test_nms_thresh = test_nms_thresh
         if o2m not in ("fcos", "retinanet"):
             raise ValueError(f"DATE: o2m must be 'fcos' or 'retinanet', got {o2m!r}")
         if o2o_matcher not in O2O_MATCHERS:
@@ -459,8 +464,9 @@ class DATE(FCOS):
         return list(torch.split(locations, sizes))
 
     def forward_inference(self, images: ImageList, features: List[Tensor], predictions: Dict) -> List[Instances]:
-        """o2o predictor only, no NMS: per image an Instances with at most ``max_detections_per_image``
-        boxes (clipped to the unpadded image), scores > ``test_score_thresh`` and classes."""
+        """o2o predictor only, no NMS (unless ``test_nms_thresh`` is set): per image an Instances with at
+        most ``max_detections_per_image`` boxes (clipped to the unpadded image), scores >
+        ``test_score_thresh`` and classes."""
         boxes, scores, classes = self.o2o_detections(
             predictions["o2o_cls"], predictions["o2o_reg"], predictions.get("o2o_filter"),
             self._level_locations(features),
@@ -468,9 +474,12 @@ class DATE(FCOS):
         results = []
         for i, image_size in enumerate(images.image_sizes):
             keep = scores[i] > self.test_score_thresh
-            b = Boxes(boxes[i][keep])
+            b, s, c = Boxes(boxes[i][keep]), scores[i][keep], classes[i][keep]
             b.clip(image_size)
-            results.append(Instances(image_size, pred_boxes=b, scores=scores[i][keep], pred_classes=classes[i][keep]))
+            if self.test_nms_thresh is not None:  # a check of the method, not the method (see __init__)
+                nms_keep = batched_nms(b.tensor, s, c, self.test_nms_thresh)
+                b, s, c = b[nms_keep], s[nms_keep], c[nms_keep]
+            results.append(Instances(image_size, pred_boxes=b, scores=s, pred_classes=c))
         return results
 
     def export_forward(self, images: Tensor) -> Tuple[Tensor, Tensor, Tensor]:

@@ -25,7 +25,6 @@ from typing import Dict, List, Optional
 import torch
 import torch.nn.functional as F
 from detectron2.layers import cat
-from .dense import RetinaNet
 from detectron2.structures import Boxes, Instances
 from torch import Tensor
 
@@ -34,6 +33,7 @@ from alignment_det.losses.hcra import HCRACLoss, HCRARLoss, prior_ious
 from alignment_det.losses.objectness import iou_targets
 from alignment_det.utils.comm import all_reduce_mean
 
+from .dense import RetinaNet
 from ..alignment_logging import log_score_iou_correlation
 from ..assignment import ImageAssignment, label_anchors_assignment
 from ..events import put_scalars

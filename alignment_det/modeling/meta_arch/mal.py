@@ -24,13 +24,13 @@ from torch import Tensor
 
 from detectron2.modeling.box_regression import Box2BoxTransform
 from detectron2.modeling.meta_arch.build import META_ARCH_REGISTRY
-from .dense import RetinaNet
 from detectron2.structures import Boxes, ImageList, Instances
 
 from alignment_det.assigners.mal_bags import effective_bag_size, selection_count
 from alignment_det.layers.anchor_depression import DEPRESSION_SCHEDULES, AnchorDepression
 from alignment_det.losses.mal_loss import mal_losses, select_bag_anchors
 
+from .dense import RetinaNet
 from ..alignment_logging import log_score_iou_correlation
 from ..assignment import ImageAssignment, level_ids_of, make_image_assignment, positive_group, training_inputs
 from ..events import current_storage, put_scalars

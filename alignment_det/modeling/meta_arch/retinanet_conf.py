@@ -17,13 +17,13 @@ from typing import List, Optional, Tuple
 
 import torch
 from detectron2.layers import batched_nms, cat
-from .dense import RetinaNet
 from detectron2.structures import Boxes, ImageList, Instances
 from torch import Tensor
 
 from alignment_det.layers.score_fusion import DEFAULT_FUSION_ALPHA, fuse_scores
 from alignment_det.losses.objectness import iou_targets, objectness_loss
 
+from .dense import RetinaNet
 from ..alignment_logging import log_score_iou_correlation
 from ..assignment import ImageAssignment, label_anchors_assignment
 from ..events import put_scalars
