@@ -23,8 +23,8 @@ use passes on to the next ones):
 4. ``ddp``: ``train_net.py --num-gpus 2`` on an instant test when more than one GPU is visible.
 
 ``--dry-run`` runs all four on CPU at the smallest sizes (2 iterations, 64x96 images, one box
-count; fp32 and bf16, the only CPU autocast dtype; DDP as 2 CPU processes over gloo), in about a
-minute: ``tests/test_gpu_check.py`` runs it so that this script cannot rot while no GPU is lent.
+count; fp32 and bf16, the only CPU autocast dtype; DDP as 2 CPU processes over gloo), in about
+100 s of CPU time: ``tests/test_gpu_check.py`` runs it so that this script cannot rot while no GPU is lent.
 
 Writes ``OUTPUT_DIR/gpu_check.md`` and ``OUTPUT_DIR/gpu_check.json``, rewritten whenever a result
 arrives, so a run cut short still leaves everything finished until then. Each part runs in worker

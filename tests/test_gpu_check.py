@@ -1,5 +1,5 @@
 """benchmarks/gpu_check.py --dry-run: the prepared GPU check, run on CPU at its smallest sizes so that
-it cannot rot while no GPU is lent (about a minute on 2 cores)."""
+it cannot rot while no GPU is lent (about 100 s of CPU time: 1.5-3 minutes on 2 cores)."""
 import json
 import math
 import os
