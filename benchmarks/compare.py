@@ -11,7 +11,9 @@
 
 Per-config overrides: --opts-a key=value ... / --opts-b key=value ...
 Peak memory is that of one step above the memory in use before it (see benchmarks/harness.py):
-CUDA ``max_memory_allocated``; on a Linux CPU the peak resident memory of the process.
+CUDA ``max_memory_allocated``; on a Linux CPU the peak resident memory of the process. Step times
+come from ``torch.cuda.Event`` records on CUDA and ``time.perf_counter`` on a CPU, after --warmup
+untimed steps.
 """
 import argparse
 import json
@@ -29,6 +31,7 @@ def sweep_rows(results):
             "boxes": n, "config": t.name,
             "train_s": t.train_s, "infer_s": t.infer_s, "train_bytes": t.train_bytes, "infer_bytes": t.infer_bytes,
             "train_median_s": t.train_median, "train_peak_bytes": t.train_peak,
+            "infer_median_s": t.infer_median, "infer_peak_bytes": t.infer_peak,
         }
         for n, timings in results
         for t in timings
@@ -105,7 +108,8 @@ def main(argv=None):
     rows = sweep_rows(results)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"setting": setting, "iters": args.iters, "warmup": args.warmup, "rows": rows}, f, indent=1)
+            timer = "torch.cuda.Event" if args.device.startswith("cuda") else "time.perf_counter"
+            json.dump({"setting": setting, "timer": timer, "iters": args.iters, "warmup": args.warmup, "rows": rows}, f, indent=1)
     if args.plot:
         plot_sweep(rows, args.plot, title=f"{names[1]} vs {names[0]}: {setting}, medians of {args.iters} steps")
         print(f"wrote {args.plot}")

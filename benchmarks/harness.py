@@ -6,6 +6,10 @@ load) hits both alike. A training step is forward + backward (no optimizer step,
 weights and hence the work stay the same every step); an inference step is an eval-mode
 forward under ``torch.no_grad``. Medians are reported with the ratio B / A.
 
+Each step is timed by :class:`StepTimer`: on CUDA by two ``torch.cuda.Event`` records around the
+step on the current stream (after a synchronize, so no earlier work is counted), on CPU by
+``time.perf_counter``.
+
 Each step's peak memory is measured too (:class:`PeakMemory`): the most memory in use during
 the step above what was in use when it began (both models' weights are resident throughout, so
 this is the step's own activations, gradients and workspace). On CUDA it is
@@ -112,6 +116,35 @@ class PeakMemory:
         return False
 
 
+class StepTimer:
+    """``with StepTimer(device) as t: ...`` then ``t.seconds``: the time the block took. On CUDA the
+    time between two ``torch.cuda.Event`` records on the current stream, the first after a
+    synchronize (so queued work from before is not counted), the second waited for at exit; on CPU
+    ``time.perf_counter``."""
+
+    def __init__(self, device: str):
+        self.cuda = torch.device(device).type == "cuda"
+        self.seconds = float("nan")
+
+    def __enter__(self):
+        if self.cuda:
+            torch.cuda.synchronize()
+            self._start, self._end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            self._start.record()
+        else:
+            self._t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        if self.cuda:
+            self._end.record()
+            self._end.synchronize()
+            self.seconds = self._start.elapsed_time(self._end) / 1e3  # elapsed_time is in ms
+        else:
+            self.seconds = time.perf_counter() - self._t0
+        return False
+
+
 def random_boxes(num_boxes: int, height: int, width: int, generator: torch.Generator) -> torch.Tensor:
     """(num_boxes, 4) XYXY random boxes inside the image, sides 8 px to min(200, 0.9 x image side) px."""
     max_side = min(200.0, 0.9 * min(height, width))
@@ -143,24 +176,16 @@ def build_model(config_file: str, overrides: Sequence[str], device: str, seed: i
     return model, int(num_classes)
 
 
-def _sync(device: str):
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
-
-
 def _train_step(model, batch, device):
     """(seconds, peak bytes) of forward + backward; gradients are freed before the next step."""
     model.train()
     with PeakMemory(device) as mem:
-        _sync(device)
-        t0 = time.perf_counter()
-        losses = model(batch)
-        sum(losses.values()).backward()
-        _sync(device)
-        dt = time.perf_counter() - t0
+        with StepTimer(device) as timer:
+            losses = model(batch)
+            sum(losses.values()).backward()
         del losses
     model.zero_grad(set_to_none=True)
-    return dt, mem.bytes
+    return timer.seconds, mem.bytes
 
 
 @torch.no_grad()
@@ -169,13 +194,10 @@ def _infer_step(model, batch, device):
     model.eval()
     inputs = [{k: v for k, v in d.items() if k != "instances"} for d in batch]
     with PeakMemory(device) as mem:
-        _sync(device)
-        t0 = time.perf_counter()
-        outputs = model(inputs)
-        _sync(device)
-        dt = time.perf_counter() - t0
+        with StepTimer(device) as timer:
+            outputs = model(inputs)
         del outputs
-    return dt, mem.bytes
+    return timer.seconds, mem.bytes
 
 
 def compare(

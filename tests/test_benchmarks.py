@@ -1,5 +1,6 @@
 """benchmarks/: per-step peak memory (CPU resident memory, reset per step) and the --boxes sweep."""
 import json
+import math
 import os
 import platform
 import sys
@@ -15,7 +16,7 @@ from _cli import REPO, instant_config  # noqa: E402
 
 sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 import compare  # noqa: E402
-from harness import PeakMemory, _cpu_peak_supported  # noqa: E402
+from harness import PeakMemory, StepTimer, _cpu_peak_supported  # noqa: E402
 
 MiB = 2**20
 
@@ -46,6 +47,7 @@ def test_box_sweep_writes_report_json_and_plot(tmp_path, capsys):
     rows = json.loads(js.read_text())["rows"]
     assert sorted((r["boxes"], r["config"]) for r in rows) == [(2, "fcos_instant_test.py")] * 2 + [(20, "fcos_instant_test.py")] * 2
     assert all(len(r["train_s"]) == 1 and r["train_s"][0] > 0 and r["infer_s"] == [] for r in rows)
+    assert all(math.isnan(r["infer_median_s"]) and r["train_median_s"] == r["train_s"][0] for r in rows)
     if _cpu_peak_supported():
         assert all(r["train_peak_bytes"] > 0 for r in rows)
     from PIL import Image
@@ -57,3 +59,38 @@ def test_box_sweep_writes_report_json_and_plot(tmp_path, capsys):
 def test_plot_needs_training_steps():
     with pytest.raises(SystemExit):
         compare.main(["a.py", "b.py", "--modes", "infer", "--plot", "x.png"])
+
+
+class _FakeEvent:
+    """Stands in for ``torch.cuda.Event`` on a machine without CUDA: the record order is kept and
+    ``elapsed_time`` says 250 ms, which only an event-based timer can report."""
+
+    log = []
+
+    def __init__(self, enable_timing=False):
+        assert enable_timing, "timing events need enable_timing=True"
+
+    def record(self):
+        self.log.append(("record", self))
+
+    def synchronize(self):
+        self.log.append(("synchronize", self))
+
+    def elapsed_time(self, end):
+        return 250.0
+
+
+def test_step_timer_reads_cuda_events_on_cuda(monkeypatch):
+    _FakeEvent.log = []
+    monkeypatch.setattr(torch.cuda, "Event", _FakeEvent)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: _FakeEvent.log.append(("device sync", None)))
+    with StepTimer("cuda") as t:
+        pass
+    assert t.seconds == 0.25
+    kinds = [k for k, _ in _FakeEvent.log]
+    # the device is drained before the start event, and the end event is waited for before reading
+    assert kinds == ["device sync", "record", "record", "synchronize"]
+    assert _FakeEvent.log[1][1] is not _FakeEvent.log[2][1] and _FakeEvent.log[3][1] is _FakeEvent.log[2][1]
+    with StepTimer("cpu") as cpu:
+        pass
+    assert 0 <= cpu.seconds < 0.25

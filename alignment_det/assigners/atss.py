@@ -25,6 +25,7 @@ in a few tens of MB). IoUs are computed only for the (candidates x GTs) pairs, n
 
 Pure tensor layer: torch only.
 """
+import itertools
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
@@ -52,18 +53,19 @@ def square_anchor_grid(
     strides: Sequence[int] = (8, 16, 32, 64, 128),
     scale: float = 8.0,
     offset: float = 0.5,
+    device: Optional[torch.device] = None,
 ) -> Tuple[torch.Tensor, List[int]]:
     """ATSS's assignment anchors for an image, without Detectron2: squares of side ``scale·s``
     centred on ``((j + offset)·s, (i + offset)·s)`` for ``ceil(H/s) x ceil(W/s)`` cells per level,
     finest level first, row-major within a level. ``offset=0.5`` gives Detectron2's FCOS locations
     (what :class:`~alignment_det.modeling.meta_arch.ATSS` assigns on); mmdet's ATSS anchors use 0.
 
-    Returns (R, 4) XYXY anchors and the number per level.
+    Returns (R, 4) XYXY anchors on ``device`` (None: torch's default device) and the number per level.
     """
     out, counts = [], []
     for s in strides:
         h, w = -(-int(height) // s), -(-int(width) // s)
-        ys, xs = torch.meshgrid((torch.arange(h) + offset) * s, (torch.arange(w) + offset) * s, indexing="ij")
+        ys, xs = torch.meshgrid((torch.arange(h, device=device) + offset) * s, (torch.arange(w, device=device) + offset) * s, indexing="ij")
         ctr = torch.stack([xs.reshape(-1), ys.reshape(-1)], dim=1).float()
         out.append(torch.cat([ctr - scale * s / 2, ctr + scale * s / 2], dim=1))
         counts.append(h * w)
@@ -143,7 +145,8 @@ def atss_assign(
     gts = gt_boxes.float()
     rank = None if rank_boxes is None else rank_boxes.detach().float()
     anchor_ctr = box_centers(anchors)
-    bounds = torch.tensor([0] + [int(n) for n in num_anchors_per_level]).cumsum(0).tolist()
+    # Level boundaries as Python ints: they only slice, so no tensor (and no device) is involved.
+    bounds = [0, *itertools.accumulate(int(n) for n in num_anchors_per_level)]
     level_slices = [(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
     pair_anchor: List[torch.Tensor] = []
