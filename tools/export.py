@@ -100,6 +100,17 @@ _OP_PATTERNS = (
 )
 
 
+def error_summary(error: BaseException) -> str:
+    """The line of an exception's message that says what failed: the first, except for the TorchScript
+    interpreter, whose message starts with a banner and a serialized traceback and ends with the error."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    if lines[0].startswith("The following operation failed in the TorchScript interpreter"):
+        return re.sub(r"^\w+Error: ", "", lines[-1])  # the type is printed beside the summary
+    return lines[0]
+
+
 def explain_failure(fmt: str, error: BaseException, model_name: str) -> ExportError:
     """An :class:`ExportError` that names the failing op and the format, from an exporter's exception."""
     text = str(error)
@@ -109,7 +120,6 @@ def explain_failure(fmt: str, error: BaseException, model_name: str) -> ExportEr
         if m:
             what = template.format(*m.groups())
             break
-    first_line = text.strip().splitlines()[0] if text.strip() else type(error).__name__
     hint = ""
     if fmt == "torch_export" and (what or "").startswith("data-dependent"):
         hint = (
@@ -119,7 +129,7 @@ def explain_failure(fmt: str, error: BaseException, model_name: str) -> ExportEr
         )
     elif fmt == "onnx":
         hint = " Try --format torchscript, or a newer --opset."
-    return ExportError(f"{fmt}: export of {model_name} failed: {what or first_line} [{type(error).__name__}].{hint}")
+    return ExportError(f"{fmt}: export of {model_name} failed: {what or error_summary(error)} [{type(error).__name__}].{hint}")
 
 
 # ------------------------------------------------------------------------------ the graph
@@ -323,10 +333,9 @@ def export_and_check(
         with torch.no_grad():
             exported_blank = padded_detections(run_exported(blank))
     except Exception as e:  # noqa: BLE001 - the file works on the sample only: say so, not a stack trace
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ExportError(
             f"{fmt}: the exported {model_name} runs on the sample but fails on a blank image (every pixel the "
-            f"pixel mean), where the eager model gives {len(eager_blank['scores'])} detections: {first_line} "
+            f"pixel mean), where the eager model gives {len(eager_blank['scores'])} detections: {error_summary(e)} "
             f"[{type(e).__name__}]. Typically a size in the post-processing (a top-k count) was frozen at the "
             "sample's value when traced; compute it from tensors (e.g. torch.clamp of the traced count) so it follows the image."
         ) from e
