@@ -8,23 +8,30 @@ The weights come from ``--checkpoint`` or a ``train.init_checkpoint=`` override,
 parameter must be in the checkpoint). The sample image (``--sample-image``, else the first image of the
 built-in synthetic validation set) is resized as the config's test loader does; the graph is traced
 or exported at that size (export at your deployment size). After writing ``--output``, the file is
-loaded back and run on the sample (onnxruntime for ONNX), and the largest difference of its detections
-to the eager model's is printed; above ``--tolerance`` the tool fails.
+loaded back and run on the sample and on a blank image of the same size (every pixel the pixel mean,
+where a detector usually finds no candidate), with onnxruntime for ONNX; the largest difference of
+its detections to the eager model's is printed for each, and above ``--tolerance`` the tool fails.
 
-How each model is exported:
+Every export has the same interface (ONNX names in brackets):
 
-* DATE (no NMS): the one graph of ``alignment_det.modeling.meta_arch.date_export`` (``DATEExport``:
-  raw (1, 3, H, W) pixels -> boxes (1, D, 4), scores (1, D), classes (1, D), padding rows class -1),
+    images [images] (1, 3, H, W) raw pixels in the config's input_format
+      -> boxes [boxes] (1, D, 4) XYXY, scores [scores] (1, D), classes [classes] (1, D) int64
+
+with D the detections-per-image limit and rows past an image's detections padding (box 0, score 0,
+class -1): ``classes >= 0`` selects the detections. How each model is exported:
+
+* DATE (no NMS): the one graph of ``alignment_det.modeling.meta_arch.date_export`` (``DATEExport``),
   without the training-only o2m branch. The sample is padded to the backbone's size divisibility with
   the pixel mean (what the eager model's zero padding after normalisation amounts to). Every format.
-* NMS-based detectors (RetinaNet, FCOS, MAL, RetinaNet-Conf, ALWA-wrapped, Faster R-CNN): as
-  Detectron2's ``tools/deploy/export_model.py`` (``--export-method tracing``): a ``TracingAdapter``
-  around the model's inference (dense detectors: ``model([{"image": x}])``; ``GeneralizedRCNN``:
-  ``model.inference(..., do_postprocess=False)``), traced for TorchScript and ONNX (the TorchScript-based
-  ``torch.onnx.export``, NMS as ONNX ``NonMaxSuppression``). ``torch_export`` is attempted, and fails
-  on Detectron2's data-dependent post-processing with a message saying so. Outputs: Detectron2's
-  flattened ``Instances`` (boxes, classes, scores, image size). Loading such a TorchScript file
-  needs ``import torchvision`` first (it registers the ``torchvision::nms`` op the graph calls).
+* NMS-based detectors (RetinaNet, FCOS, ATSS, MAL, RetinaNet-Conf, HCRAL, ALWA-wrapped, Faster R-CNN):
+  ``alignment_det.modeling.nms_export.NMSDetectorExport`` around the model's inference (dense
+  detectors: ``model([{"image": x}])``; ``GeneralizedRCNN``: ``model.inference(...,
+  do_postprocess=False)``, as Detectron2's ``tools/deploy/export_model.py``), traced for TorchScript
+  and ONNX (the TorchScript-based ``torch.onnx.export``, NMS as ONNX ``NonMaxSuppression``). The
+  per-level top-k count is traced as min(k, candidates), so an image without candidates gives only
+  padding. ``torch_export`` is attempted, and fails on Detectron2's data-dependent post-processing
+  with a message saying so. Loading such a TorchScript file needs ``import torchvision`` first (it
+  registers the ``torchvision::nms`` op the graph calls).
 
 A layer or op that does not export (Detectron2's deformable convolutions, an op without an ONNX
 symbolic or onnxruntime kernel, data-dependent shapes under torch.export) ends the tool with a message
@@ -33,13 +40,14 @@ that names the op and the format, not a stack trace. ``--format onnx`` needs ``o
 
 Detections are compared as sets (same class; box coordinates and score): backends may order
 near-tied scores differently. The difference is absolute for values up to 1 (scores) and relative
-above (box coordinates in pixels, where float32 itself has ~1e-4 px resolution at 1000 px).
+above (box coordinates in pixels, where float32 itself has ~1e-4 px resolution at 1000 px). On the
+blank image, where all locations score alike, a mismatch among tied scores is a warning, not a failure.
 """
 import argparse
 import os
 import re
 import sys
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, NamedTuple, Optional, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -92,6 +100,17 @@ _OP_PATTERNS = (
 )
 
 
+def error_summary(error: BaseException) -> str:
+    """The line of an exception's message that says what failed: the first, except for the TorchScript
+    interpreter, whose message starts with a banner and a serialized traceback and ends with the error."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    if lines[0].startswith("The following operation failed in the TorchScript interpreter"):
+        return re.sub(r"^\w+Error: ", "", lines[-1])  # the type is printed beside the summary
+    return lines[0]
+
+
 def explain_failure(fmt: str, error: BaseException, model_name: str) -> ExportError:
     """An :class:`ExportError` that names the failing op and the format, from an exporter's exception."""
     text = str(error)
@@ -101,7 +120,6 @@ def explain_failure(fmt: str, error: BaseException, model_name: str) -> ExportEr
         if m:
             what = template.format(*m.groups())
             break
-    first_line = text.strip().splitlines()[0] if text.strip() else type(error).__name__
     hint = ""
     if fmt == "torch_export" and (what or "").startswith("data-dependent"):
         hint = (
@@ -111,7 +129,7 @@ def explain_failure(fmt: str, error: BaseException, model_name: str) -> ExportEr
         )
     elif fmt == "onnx":
         hint = " Try --format torchscript, or a newer --opset."
-    return ExportError(f"{fmt}: export of {model_name} failed: {what or first_line} [{type(error).__name__}].{hint}")
+    return ExportError(f"{fmt}: export of {model_name} failed: {what or error_summary(error)} [{type(error).__name__}].{hint}")
 
 
 # ------------------------------------------------------------------------------ the graph
@@ -150,88 +168,74 @@ def pad_to_divisibility(model, image):
     return F.pad(image - mean, (0, pw, 0, ph)) + mean
 
 
+def blank_like(model, images):
+    """A blank image batch shaped as ``images``: every pixel the model's pixel mean (a plain grey, 0
+    after normalisation), where a detector usually finds no candidate above its score threshold."""
+    return model.pixel_mean.to(images.device).reshape(1, -1, 1, 1).expand_as(images).clone()
+
+
 class ExportSpec:
-    """What to export for ``model`` and how to read its outputs.
+    """What to export for ``model``: ``module`` maps ``images`` (1, 3, H, W) raw pixels to boxes
+    (1, D, 4), scores (1, D), classes (1, D), padding rows class -1 (the same graph interface for
+    DATE and the NMS-based detectors); ``images`` is the example it is traced on."""
 
-    Attributes:
-        module: the ``nn.Module`` to trace / export; example: its positional inputs;
-        detections: exported or eager outputs (tuple of tensors) -> dict of ``boxes`` (D, 4),
-            ``scores`` (D,), ``classes`` (D,) for the one sample image;
-        input_names, output_names: ONNX graph names.
-    """
+    input_names = ["images"]
+    output_names = ["boxes", "scores", "classes"]
 
-    def __init__(self, module, example, detections: Callable, output_names: Optional[Sequence[str]] = None):
-        self.module, self.example, self.detections = module, example, detections
-        self.input_names = ["images"]
-        self.output_names = list(output_names) if output_names else None
+    def __init__(self, module, images):
+        self.module, self.images = module, images
+
+
+def padded_detections(outputs) -> Dict:
+    """The detections of the first image of an :class:`ExportSpec` module's outputs (eager or
+    exported): dict of ``boxes`` (D, 4), ``scores`` (D,), ``classes`` (D,) without the padding rows."""
+    import torch
+
+    boxes, scores, classes = (torch.as_tensor(outputs[i])[0] for i in range(3))
+    valid = classes >= 0
+    return {"boxes": boxes[valid], "scores": scores[valid], "classes": classes[valid]}
 
 
 def export_spec(model, image) -> ExportSpec:
     """:class:`ExportSpec` for an eval-mode ``model`` and a (3, H, W) sample image."""
-    from detectron2.export import TracingAdapter
-    from detectron2.modeling import GeneralizedRCNN
-
     from alignment_det.modeling.meta_arch.date import DATE
     from alignment_det.modeling.meta_arch.date_export import DATEExport
+    from alignment_det.modeling.nms_export import NMSDetectorExport
 
-    if isinstance(model, DATE):
-        images = pad_to_divisibility(model, image)[None]
-
-        def date_detections(outputs):
-            boxes, scores, classes = (outputs[i][0] for i in range(3))
-            valid = classes >= 0
-            return {"boxes": boxes[valid], "scores": scores[valid], "classes": classes[valid]}
-
-        return ExportSpec(DATEExport(model).eval(), (images,), date_detections, ["boxes", "scores", "classes"])
-
-    if isinstance(model, GeneralizedRCNN):  # as export_model.py: the ROI heads' output, no rescaling
-
-        def inference(m, x):
-            return m.inference([{"image": x}], do_postprocess=False)[0]
-
-    else:
-
-        def inference(m, x):
-            return m([{"image": x}])[0]["instances"]
-
-    adapter = TracingAdapter(model, (image,), inference).eval()
-    adapter(image)  # sets adapter.outputs_schema, needed to read flattened outputs
-
-    def instance_detections(outputs):
-        import torch
-
-        inst = adapter.outputs_schema([torch.as_tensor(o) for o in outputs])
-        return {"boxes": inst.pred_boxes.tensor, "scores": inst.scores, "classes": inst.pred_classes}
-
-    return ExportSpec(adapter, (image,), instance_detections)
+    if isinstance(model, DATE):  # no padding inside DATE's graph: pad the example as ImageList would
+        return ExportSpec(DATEExport(model).eval(), pad_to_divisibility(model, image)[None])
+    try:
+        return ExportSpec(NMSDetectorExport(model).eval(), image[None])
+    except ValueError as e:
+        raise ExportError(str(e)) from e
 
 
 def export_graph(spec: ExportSpec, fmt: str, path: str, *, opset: int = DEFAULT_OPSET) -> Callable:
     """Write ``spec.module`` to ``path`` in ``fmt``; returns a function running the file that was
-    written (loaded back) on ``spec.example``, giving a tuple of tensors."""
+    written (loaded back) on an images tensor shaped as ``spec.images``, giving a tuple of tensors."""
     import torch
 
     with torch.no_grad():
         if fmt == "torchscript":
-            torch.jit.trace(spec.module, spec.example, check_trace=False).save(path)
+            torch.jit.trace(spec.module, (spec.images,), check_trace=False).save(path)
             loaded = torch.jit.load(path)
-            return lambda: tuple(loaded(*spec.example))
+            return lambda images: tuple(loaded(images))
         if fmt == "torch_export":
-            torch.export.save(torch.export.export(spec.module, spec.example), path)
+            torch.export.save(torch.export.export(spec.module, (spec.images,)), path)
             program = torch.export.load(path).module()
-            return lambda: tuple(program(*spec.example))
+            return lambda images: tuple(program(images))
         if fmt == "onnx":
             # The TorchScript-based exporter, as Detectron2's export code uses (torch's dynamo-based
             # exporter needs onnxscript and has no translation of torchvision's nms).
             torch.onnx.export(
-                spec.module, spec.example, path, dynamo=False, opset_version=opset,
+                spec.module, (spec.images,), path, dynamo=False, opset_version=opset,
                 input_names=spec.input_names, output_names=spec.output_names,
             )
             import onnxruntime as ort
 
             session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-            feeds = {i.name: x.cpu().numpy() for i, x in zip(session.get_inputs(), spec.example)}
-            return lambda: tuple(torch.from_numpy(o) for o in session.run(None, feeds))
+            name = session.get_inputs()[0].name
+            return lambda images: tuple(torch.from_numpy(o) for o in session.run(None, {name: images.cpu().numpy()}))
     raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
 
 
@@ -258,38 +262,85 @@ def detection_difference(eager: Dict, exported: Dict) -> float:
     return float(torch.maximum(diff.min(1).values.max(), diff.min(0).values.max()))
 
 
-def export_and_check(model, image, fmt: str, path: str, *, opset: int = DEFAULT_OPSET, tolerance: float = DEFAULT_TOLERANCE):
-    """Export the eval-mode ``model`` at ``image``'s size to ``path``, run the file, compare with eager.
+class ImageCheck(NamedTuple):
+    """The exported file against eager on one image: eager's number of detections, the largest
+    difference (:func:`detection_difference`), and a warning when a mismatch was let through."""
 
-    Returns (number of detections, largest difference, the exported input's (H, W)). Raises :class:`ExportError` when a layer or op
-    does not export, or the difference exceeds ``tolerance``.
+    detections: int
+    difference: float
+    warning: str = ""
+
+
+class ExportCheck(NamedTuple):
+    sample: ImageCheck
+    blank: ImageCheck
+    input_size: Tuple[int, int]  # (H, W) the graph was traced at
+
+
+def compare_detections(fmt: str, where: str, eager: Dict, exported: Dict, tolerance: float, *, allow_ties: bool = False) -> ImageCheck:
+    """:class:`ImageCheck` of ``exported`` against ``eager`` on one image; :class:`ExportError` when
+    the counts differ or a value differs by more than ``tolerance``.
+
+    With ``allow_ties``, a mismatch where eager's scores tie is a warning instead: on a uniform image
+    every location scores the same, and which of the tied boxes NMS keeps is not defined (torchvision's
+    batched NMS takes another code path when traced), so only ties make the detections differ there.
+    """
+    n_eager, n_exported = len(eager["scores"]), len(exported["scores"])
+    diff = detection_difference(eager, exported)
+    if diff <= tolerance:
+        return ImageCheck(n_eager, diff)
+    if n_eager != n_exported:
+        problem = f"the exported graph gives {n_exported} detections on {where}, eager {n_eager}"
+    else:
+        problem = (
+            f"exported detections on {where} differ from eager by {diff:.3g} (tolerance {tolerance:g}; "
+            "absolute for scores, relative for box coordinates)"
+        )
+    if allow_ties and eager["scores"].unique().numel() < n_eager:
+        return ImageCheck(n_eager, diff, f"{problem}; eager's scores tie there, and NMS may keep any of tied boxes")
+    raise ExportError(f"{fmt}: {problem}")
+
+
+def export_and_check(
+    model, image, fmt: str, path: str, *, opset: int = DEFAULT_OPSET, tolerance: float = DEFAULT_TOLERANCE
+) -> ExportCheck:
+    """Export the eval-mode ``model`` at ``image``'s size to ``path``, run the file on ``image`` and on
+    a blank image of the same size (:func:`blank_like`), and compare each with the eager model.
+
+    Raises :class:`ExportError` when a layer or op does not export, the file fails on either image,
+    or its detections differ from eager's by more than ``tolerance``.
     """
     import torch
 
     model_name = type(model).__name__
     check_exportable(model, fmt)
     spec = export_spec(model, image)
+    blank = blank_like(model, spec.images)
     with torch.no_grad():
-        eager = spec.detections(tuple(spec.module(*spec.example)))
+        eager = padded_detections(spec.module(spec.images))
+        eager_blank = padded_detections(spec.module(blank))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     try:
         run_exported = export_graph(spec, fmt, path, opset=opset)
         with torch.no_grad():
-            exported = spec.detections(run_exported())
+            exported = padded_detections(run_exported(spec.images))
     except ExportError:
         raise
     except Exception as e:  # noqa: BLE001 - any exporter / runtime failure becomes one clear message
         raise explain_failure(fmt, e, model_name) from e
-    n_eager, n_exported = len(eager["scores"]), len(exported["scores"])
-    if n_eager != n_exported:
-        raise ExportError(f"{fmt}: the exported graph gives {n_exported} detections on the sample, eager {n_eager}")
-    diff = detection_difference(eager, exported)
-    if not diff <= tolerance:
+    sample_check = compare_detections(fmt, "the sample", eager, exported, tolerance)
+    try:
+        with torch.no_grad():
+            exported_blank = padded_detections(run_exported(blank))
+    except Exception as e:  # noqa: BLE001 - the file works on the sample only: say so, not a stack trace
         raise ExportError(
-            f"{fmt}: exported detections differ from eager by {diff:.3g} (tolerance {tolerance:g}; "
-            "absolute for scores, relative for box coordinates)"
-        )
-    return n_eager, diff, tuple(spec.example[0].shape[-2:])
+            f"{fmt}: the exported {model_name} runs on the sample but fails on a blank image (every pixel the "
+            f"pixel mean), where the eager model gives {len(eager_blank['scores'])} detections: {error_summary(e)} "
+            f"[{type(e).__name__}]. Typically a size in the post-processing (a top-k count) was frozen at the "
+            "sample's value when traced; compute it from tensors (e.g. torch.clamp of the traced count) so it follows the image."
+        ) from e
+    blank_check = compare_detections(fmt, "a blank image", eager_blank, exported_blank, tolerance, allow_ties=True)
+    return ExportCheck(sample_check, blank_check, tuple(spec.images.shape[-2:]))
 
 
 # ----------------------------------------------------------------------------------- CLI
@@ -317,15 +368,20 @@ def main(argv=None) -> int:
         model = build_eval_model(cfg, checkpoint)
         model = getattr(model, "module", model)  # never DDP here, but be safe
         image = load_sample_image(cfg, args.sample_image).to(args.device)
-        n, diff, (h, w) = export_and_check(
-            model, image, args.format, args.output, opset=args.opset, tolerance=args.tolerance
-        )
+        check = export_and_check(model, image, args.format, args.output, opset=args.opset, tolerance=args.tolerance)
     except ExportError as e:
         print(f"export failed: {e}", file=sys.stderr)
         return 2
-    print(f"wrote {args.output} ({args.format}, {type(model).__name__}, input {h}x{w})")
-    print(f"checked on the sample: {n} detections, max difference to eager {diff:.3g} (tolerance {args.tolerance:g})")
-    if n == 0:
+    h, w = check.input_size
+    print(f"wrote {args.output} ({args.format}, {type(model).__name__}, input 1x3x{h}x{w})")
+    for where, result in (("the sample", check.sample), ("a blank image", check.blank)):
+        print(
+            f"checked on {where}: {result.detections} detections, max difference to eager {result.difference:.3g} "
+            f"(tolerance {args.tolerance:g})"
+        )
+        if result.warning:
+            print(f"warning: {result.warning}", file=sys.stderr)
+    if check.sample.detections == 0:
         print(
             "warning: no detection passed the score threshold on the sample, so no box or score was compared; "
             "check again with the threshold at 0 (e.g. model.test_score_thresh=0.0) or another --sample-image",

@@ -260,7 +260,14 @@ class RetinaNetConf(RetinaNet):
         keep = scores > score_thresh  # the exact threshold of the dense path
         scores, topk_idxs = scores[keep], candidates[keep]
 
-        num_topk = min(topk_idxs.shape[0], topk_candidates)
+        # Detectron2's rule (DenseDetector._decode_per_level_predictions): under tracing the count is a
+        # tensor, and clamping it keeps k = min(topk, candidates) in the graph; Python's min() would
+        # freeze whichever side won on the example (k = 1000 fails on an image with fewer candidates).
+        num_candidates = topk_idxs.shape[0]
+        if isinstance(num_candidates, Tensor):
+            num_topk = torch.clamp(num_candidates, max=topk_candidates)
+        else:
+            num_topk = min(num_candidates, topk_candidates)
         scores, idxs = scores.topk(num_topk)
         anchor_idxs, class_idxs = topk_idxs[idxs].unbind(dim=1)
         pred_boxes = self.box2box_transform.apply_deltas(pred_deltas[anchor_idxs], anchors.tensor[anchor_idxs])
