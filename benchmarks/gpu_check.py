@@ -4,6 +4,7 @@
     python benchmarks/gpu_check.py OUTPUT_DIR                  # on a machine with a GPU
     python benchmarks/gpu_check.py OUTPUT_DIR --budget-s 300   # fit what is left of a session
     python benchmarks/gpu_check.py OUTPUT_DIR --dry-run        # the same on CPU, smallest sizes (CI)
+    python benchmarks/gpu_check.py OUTPUT_DIR --cpu --parts instant --budget-s 3600  # fp32 vs bf16 APs on CPU
 
 Parts, in this order; each gets its share of what is left of ``--budget-s`` (time a part does not
 use passes on to the next ones):
@@ -104,6 +105,13 @@ def dry_run_setting() -> Setting:
         compare_size=(64, 96), compare_batch=1, boxes=(3,), iters=1, warmup=0, nms_iters=1,
         ddp_iters=1, compare_parallel=2,
     )
+
+
+def cpu_setting() -> Setting:
+    """``--cpu``: the instant tests at their full 100 iterations on CPU in fp32 and bf16 (the CPU
+    autocast dtype), to compare AP and NaNs across dtypes where no GPU is lent; other parts at the
+    dry run's sizes."""
+    return dataclasses.replace(dry_run_setting(), instant_iters=100)
 
 
 def instant_configs() -> List[str]:
@@ -544,12 +552,15 @@ def markdown(data: dict) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("output", help="folder for gpu_check.md, gpu_check.json, runs/ and logs/")
-    p.add_argument("--dry-run", action="store_true", help="the same on CPU at the smallest sizes")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--dry-run", action="store_true", help="the same on CPU at the smallest sizes")
+    mode.add_argument("--cpu", action="store_true",
+                      help="on CPU: the instant tests at 100 iterations in fp32 and bf16, the rest as --dry-run")
     p.add_argument("--budget-s", type=float, default=540.0,
                    help="seconds for the whole check (default 540: a 10-minute command with a margin)")
     p.add_argument("--parts", nargs="+", choices=list(PART_SHARES), default=list(PART_SHARES), help="run only these parts")
     args = p.parse_args(argv)
-    setting = dry_run_setting() if args.dry_run else gpu_setting()
+    setting = dry_run_setting() if args.dry_run else cpu_setting() if args.cpu else gpu_setting()
     machine = machine_info(setting.device)
     if setting.device == "cuda" and not machine["visible_gpus"]:
         p.error("no CUDA device is visible; run with --dry-run to check the script on CPU")

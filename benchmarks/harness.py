@@ -31,6 +31,7 @@ from detectron2.config import instantiate
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 
+from alignment_det.engine.amp import resolve_amp_dtype
 from alignment_det.engine.config import load_config
 
 
@@ -169,19 +170,24 @@ def synthetic_batch(
 
 
 def build_model(config_file: str, overrides: Sequence[str], device: str, seed: int):
+    """(model on ``device``, number of classes, autocast dtype of the config's ``train.amp`` or None)."""
     cfg = load_config(config_file, overrides)
     torch.manual_seed(seed)
     model = instantiate(cfg.model).to(device)
     num_classes = cfg.model.get("num_classes", None) or 80
+    model.amp_dtype = resolve_amp_dtype(cfg.train.get("amp", None), device) if "train" in cfg else None
     return model, int(num_classes)
 
 
 def _train_step(model, batch, device):
-    """(seconds, peak bytes) of forward + backward; gradients are freed before the next step."""
+    """(seconds, peak bytes) of forward + backward, under autocast when the config's ``train.amp``
+    asks for it (as the trainer does); gradients are freed before the next step."""
     model.train()
+    amp_dtype = getattr(model, "amp_dtype", None)
     with PeakMemory(device) as mem:
         with StepTimer(device) as timer:
-            losses = model(batch)
+            with torch.autocast(torch.device(device).type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                losses = model(batch)
             sum(losses.values()).backward()
         del losses
     model.zero_grad(set_to_none=True)

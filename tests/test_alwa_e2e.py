@@ -17,9 +17,8 @@ import torch.multiprocessing as mp  # noqa: E402
 from detectron2.config import LazyCall as L  # noqa: E402
 from detectron2.config import LazyConfig, instantiate  # noqa: E402
 from detectron2.layers import ShapeSpec  # noqa: E402
-from detectron2.modeling import FCOS, RetinaNet  # noqa: E402
 
-from alignment_det.modeling.meta_arch import FasterRCNN, HCRALATSS, RetinaNetConf  # noqa: E402
+from alignment_det.modeling.meta_arch import FCOS, FasterRCNN, HCRALATSS, RetinaNet, RetinaNetConf  # noqa: E402
 from detectron2.modeling.backbone import ResNet  # noqa: E402
 from detectron2.structures import Boxes, Instances  # noqa: E402
 from detectron2.utils.events import EventStorage  # noqa: E402
