@@ -340,7 +340,6 @@ class CheckedCheckpointer(DetectionCheckpointer):
         logger.warning("%s: fine as initial weights for training, not for evaluating as this model.", message)
 
     def _load_model(self, checkpoint):
-        self.check_architecture(checkpoint)
         ckpt_keys = set(checkpoint.get("model", {}))  # before loading, which drops bad shapes
         incompatible = super()._load_model(checkpoint)
         model_keys = set(self.model.state_dict().keys())
@@ -360,4 +359,6 @@ class CheckedCheckpointer(DetectionCheckpointer):
                 f"None of the model's {len(model_keys)} parameters could be loaded from the checkpoint "
                 f"(its keys: {sorted(ckpt_keys)[:5]} ...). It is for another model."
             )
+        # After the fit checks: keys that do not fit are the more basic error.
+        self.check_architecture(checkpoint)
         return incompatible
