@@ -306,8 +306,8 @@ def summarize_run(series: Series, max_iter: int) -> dict:
     (:func:`alignment_det.utils.metrics_file.read_metrics` with ``finite_only=False``).
 
     Curves are over completed iterations: a training record of iteration ``i`` (0-based) is after
-    ``i + 1`` iterations; Detectron2 logs the periodic evaluation after iteration ``i`` at ``i`` and
-    the final one at ``max_iter``, so an evaluation is at ``min(i + 1, max_iter)``.
+    ``i + 1`` iterations; the trainer logs an evaluation after iteration ``i`` at ``i`` (the final one
+    at ``max_iter - 1``; Detectron2's own trainer at ``max_iter``), so an evaluation is at ``min(i + 1, max_iter)``.
     """
     ap_its, ap_values = series.get(COCO_KEYS[0], ([], []))
     final_it = ap_its[-1] if ap_its else None

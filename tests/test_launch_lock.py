@@ -95,7 +95,7 @@ def test_killed_launcher_takes_its_workers_with_it_and_the_run_resumes(tmp_path)
     # The dead run's lock is taken over, and training continues from the newest complete checkpoint.
     newest = (out / "last_checkpoint").read_text()
     iteration = torch.load(out / newest, weights_only=True)["trainer"]["iteration"]
-    proc = train_net("--config-file", FCOS, "--resume", f"train.output_dir={out}",
+    proc = train_net("--config-file", FCOS, "--resume", "--allow-schedule-change", f"train.output_dir={out}",
                      f"train.max_iter={iteration + 3}", "train.log_period=1")
     log = proc.stdout + proc.stderr
     assert "Took over the lock" in log and f"Starting training from iteration {iteration + 1}" in log

@@ -108,3 +108,14 @@ def test_real_instant_run(tmp_path, capsys):
     series = plot_metrics.read_metrics(str(out))
     assert series["alwa_weight"][0] == [0, 1, 2]  # log_period 1
     assert png.stat().st_size > 10_000
+
+
+def test_an_eval_only_line_of_an_earlier_checkpoint_is_no_restart(tmp_path):
+    # --eval-only of model_0000004.pth appended after the run: its line goes back to iteration 4,
+    # but only a training row (with lr) starts a resumed segment.
+    rows = [train_row(i, 10.0 - i) for i in range(10)]
+    rows[-1]["bbox/AP"] = 2.0  # the final evaluation shares the row of the last iteration
+    rows.append({"iteration": 4, "bbox/AP": 1.0})
+    series = plot_metrics.read_metrics(write_run(tmp_path / "run", rows))
+    assert series["total_loss"][0] == list(range(10))
+    assert series["bbox/AP"] == ([4, 9], [1.0, 2.0])

@@ -21,24 +21,51 @@ so evaluating the wrong checkpoint silently reports the AP of a random model. He
   checkpoint of which *no* model parameter could be loaded is an error;
 * ``strict=True`` (``--eval-only``, ``model_zoo.get(trained=True)``): any model parameter
   left uninitialised is an error.
+
+Architecture. Every checkpoint records the meta-architecture (model class) and box coder it was
+saved from (:func:`model_architecture`, key ``"architecture"``). The keys of a RetinaNet checkpoint
+fit MALRetinaNet, but MAL decodes boxes with other weights, so evaluating one as the other reports
+a collapsed AP75 without a word. Loading a checkpoint of another architecture warns; with
+``arch_mismatch="error"`` (``--eval-only`` unless ``--allow-arch-mismatch``) it is an error.
+Checkpoints that record nothing (Detectron2's, older ones) are not compared.
+
+Full disk. A checkpoint that cannot be written because the disk is full (torch reports it as
+``RuntimeError: [enforce fail at inline_container.cc...]``) is a :class:`CheckpointWriteError`
+that says so and names the file; the previous checkpoints are intact (atomic writes).
 """
 import contextlib
+import errno
 import glob
 import logging
 import os
 import re
+import shutil
 import zipfile
-from typing import List
+from typing import Dict, List, Optional
 
+import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.utils import comm
+from torch.nn.parallel import DistributedDataParallel
 
 logger = logging.getLogger("alignment_det")
 
-__all__ = ["CheckedCheckpointer", "CheckpointMismatchError", "CheckpointUnreadableError", "atomic_open"]
+__all__ = [
+    "ARCHITECTURE_KEY",
+    "CheckedCheckpointer",
+    "CheckpointMismatchError",
+    "CheckpointUnreadableError",
+    "CheckpointWriteError",
+    "atomic_open",
+    "model_architecture",
+    "unwrap_model",
+]
 
 _PERIODIC = re.compile(r"^model_(\d+)\.pth$")
 _TMP_SUFFIX = ".tmp"
+#: Checkpoint key of :func:`model_architecture`'s record.
+ARCHITECTURE_KEY = "architecture"
+_DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
 
 class CheckpointMismatchError(RuntimeError):
@@ -47,6 +74,63 @@ class CheckpointMismatchError(RuntimeError):
 
 class CheckpointUnreadableError(RuntimeError):
     pass
+
+
+class CheckpointWriteError(OSError):
+    pass
+
+
+def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The model without DDP's wrapper (names without "module.", the class the config built)."""
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def _describe_box_coder(coder) -> Optional[str]:
+    """``Box2BoxTransform(weights=(10.0, 10.0, 5.0, 5.0))``, ``Box2BoxTransformLinear(normalize_by_size=True)``."""
+    if coder is None:
+        return None
+    name = type(coder).__name__
+    if hasattr(coder, "weights"):
+        return f"{name}(weights={tuple(float(w) for w in coder.weights)})"
+    if hasattr(coder, "normalize_by_size"):
+        return f"{name}(normalize_by_size={bool(coder.normalize_by_size)})"
+    return name
+
+
+def model_architecture(model: torch.nn.Module) -> Dict[str, Optional[str]]:
+    """What decides how a model reads its weights, as plain strings (a weights-only load reads them):
+    ``meta_architecture`` (the model's class, dotted) and ``box_coder`` (its ``box2box_transform``:
+    class and weights; None for a model without one)."""
+    model = unwrap_model(model)
+    cls = type(model)
+    return {
+        "meta_architecture": f"{cls.__module__}.{cls.__qualname__}",
+        "box_coder": _describe_box_coder(getattr(model, "box2box_transform", None)),
+    }
+
+
+def _disk_full_error(error: BaseException) -> Optional[OSError]:
+    """The ENOSPC / EDQUOT OSError in ``error``'s chain, if any."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in _DISK_FULL_ERRNOS:
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _free_bytes(folder: str) -> Optional[int]:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def _state_bytes(model: Optional[torch.nn.Module]) -> int:
+    if model is None:
+        return 0
+    return sum(t.numel() * t.element_size() for t in model.state_dict().values() if torch.is_tensor(t))
 
 
 def _fsync_dir(folder: str) -> None:
@@ -124,14 +208,45 @@ def _unreadable_reason(path: str, error: Exception) -> str:
 
 
 class CheckedCheckpointer(DetectionCheckpointer):
-    def __init__(self, model, save_dir="", *, strict: bool = False, **kwargs):
+    def __init__(self, model, save_dir="", *, strict: bool = False, arch_mismatch: str = "warn", **kwargs):
         super().__init__(model, save_dir, **kwargs)
         self.strict = strict
         self.path_manager = _AtomicWrites(self.path_manager)
         self.resumed_from = None  # the file resume_or_load() resumed from
+        if arch_mismatch not in ("warn", "error"):
+            raise ValueError(f"arch_mismatch must be 'warn' or 'error', got {arch_mismatch!r}")
+        self.arch_mismatch = arch_mismatch
+        self._loading = None  # the file load() is reading, for messages
+
+    # ------------------------------------------------------------------ writing
+    def save(self, name: str, **kwargs) -> None:
+        """fvcore's ``save`` plus the model's architecture record; a full disk is a
+        :class:`CheckpointWriteError` naming the file."""
+        if self.model is not None:
+            kwargs.setdefault(ARCHITECTURE_KEY, model_architecture(self.model))
+        try:
+            super().save(name, **kwargs)
+        except (OSError, RuntimeError) as e:
+            path = os.path.join(self.save_dir, f"{name}.pth")
+            free = _free_bytes(self.save_dir)
+            # torch reports a failed write as "[enforce fail at inline_container.cc:...] ... file write
+            # failed" without the errno; a disk with less room than the model's weights is full too.
+            torch_write_failed = isinstance(e, RuntimeError) and "inline_container" in str(e)
+            if _disk_full_error(e) is None and not (
+                torch_write_failed and free is not None and free < _state_bytes(self.model)
+            ):
+                raise
+            free_text = f"{free / 2**20:.1f} MiB free" if free is not None else "free space unknown"
+            raise CheckpointWriteError(
+                errno.ENOSPC,
+                f"Could not save checkpoint {path}: the disk is full ({free_text} in {self.save_dir}). Free some "
+                "space or set train.output_dir to another disk, then continue with --resume; the checkpoints "
+                "already written are intact.",
+            ) from e
 
     # ------------------------------------------------------------------ reading
     def load(self, path, *args, **kwargs):
+        self._loading = path
         try:
             return super().load(path, *args, **kwargs)
         finally:
@@ -202,6 +317,28 @@ class CheckedCheckpointer(DetectionCheckpointer):
                 os.remove(tmp)
 
     # ------------------------------------------------------------------ fitting
+    def check_architecture(self, checkpoint: dict) -> None:
+        """Compare the checkpoint's architecture record with the model's: a warning, or an error
+        with ``arch_mismatch="error"``."""
+        recorded = checkpoint.get(ARCHITECTURE_KEY) if isinstance(checkpoint, dict) else None
+        if not isinstance(recorded, dict) or self.model is None:
+            return
+        current = model_architecture(self.model)
+        diffs = [f"{key} {recorded.get(key)} (checkpoint) vs {value} (config)"
+                 for key, value in current.items() if recorded.get(key) != value]
+        if not diffs:
+            return
+        message = (
+            f"Checkpoint {self._loading} was saved by another architecture than the config's: {'; '.join(diffs)}. "
+            "Its weights may load without a missing key, but its boxes are decoded another way"
+        )
+        if self.arch_mismatch == "error":
+            raise CheckpointMismatchError(
+                f"{message}, so its AP would be wrong. Evaluate it with the config it was trained with, or pass "
+                "--allow-arch-mismatch to evaluate it as this model anyway."
+            )
+        logger.warning("%s: fine as initial weights for training, not for evaluating as this model.", message)
+
     def _load_model(self, checkpoint):
         ckpt_keys = set(checkpoint.get("model", {}))  # before loading, which drops bad shapes
         incompatible = super()._load_model(checkpoint)
@@ -222,4 +359,6 @@ class CheckedCheckpointer(DetectionCheckpointer):
                 f"None of the model's {len(model_keys)} parameters could be loaded from the checkpoint "
                 f"(its keys: {sorted(ckpt_keys)[:5]} ...). It is for another model."
             )
+        # After the fit checks: keys that do not fit are the more basic error.
+        self.check_architecture(checkpoint)
         return incompatible

@@ -17,6 +17,7 @@ __all__ = [
     "check_dataset_classes",
     "check_device",
     "check_evaluator_classes",
+    "check_max_iter",
     "lr_scale_for_batch",
     "model_num_classes",
 ]
@@ -42,6 +43,17 @@ def check_device(cfg) -> None:
             f"train.device={cfg.train.device!r}, but torch cannot use CUDA here ({reason}). Add train.device=cpu "
             "to the command line to run on the CPU (slow for COCO-size models; the instant-test configs in "
             "configs/quick_schedules/ are made for it)."
+        )
+
+
+def check_max_iter(cfg) -> None:
+    """Training needs ``train.max_iter >= 1``: with 0 Detectron2 builds everything, evaluates, then
+    fails in its timer (ZeroDivisionError); a negative value trains nothing either."""
+    max_iter = cfg.train.max_iter
+    if not isinstance(max_iter, int) or isinstance(max_iter, bool) or max_iter < 1:
+        raise ValueError(
+            f"train.max_iter={max_iter!r}: training needs at least 1 iteration. Set train.max_iter to a "
+            "positive number, or use --eval-only to evaluate a checkpoint without training."
         )
 
 

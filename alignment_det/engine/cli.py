@@ -4,13 +4,13 @@ import os
 
 from detectron2.engine import default_argument_parser, default_setup
 from detectron2.utils import comm
-from detectron2.utils.logger import setup_logger
 
 from .checkpoint import CheckedCheckpointer
-from .checks import check_device
+from .checks import check_device, check_max_iter
 from .config import load_config
 from .launch import launch
 from .lock import output_dir_lock
+from .log_file import setup_run_logging
 from .trainer import Trainer, build_eval_model
 
 logger = logging.getLogger("alignment_det")
@@ -32,7 +32,33 @@ type, is an error (prefix '+' to add a key on purpose).
 
 
 def argument_parser():
-    return default_argument_parser(epilog=EPILOG)
+    parser = default_argument_parser(epilog=EPILOG)
+    parser.add_argument(
+        "--allow-arch-mismatch", action="store_true",
+        help="--eval-only: evaluate a checkpoint saved by another meta-architecture or box coder than the "
+        "config's (otherwise an error: its boxes would be decoded wrongly)",
+    )
+    parser.add_argument(
+        "--allow-schedule-change", action="store_true",
+        help="--resume: continue with a train.max_iter or lr schedule other than the checkpoint's (otherwise "
+        "an error naming what would jump)",
+    )
+    return parser
+
+
+def parse_args(argv=None):
+    """The parsed command line; an option written after the overrides is an error saying that
+    options come first (argparse would hand it to the overrides, refused as "not key=value")."""
+    parser = argument_parser()
+    args = parser.parse_args(argv)
+    misplaced = [o for o in args.opts if o.startswith("-")]
+    if misplaced:
+        overrides = [o for o in args.opts if not o.startswith("-")]
+        parser.error(
+            f"{' '.join(misplaced)} comes after the config overrides; options go first, overrides last, e.g. "
+            f"train_net.py --config-file {args.config_file or 'CONFIG'} {' '.join(misplaced)} {' '.join(overrides)}"
+        )
+    return args
 
 
 def eval_checkpoint_path(cfg, resume: bool) -> str:
@@ -69,27 +95,32 @@ def write_eval_results(output_dir: str, results, iteration: int) -> None:
 def main(args):
     cfg = load_config(args.config_file, args.opts)  # unknown keys, wrong types: before anything is built
     check_device(cfg)
+    if not args.eval_only:
+        check_max_iter(cfg)
     # One run per output folder (its first process holds the lock), for training and evaluation
     # alike: both write config.yaml, log.txt and results there.
     with output_dir_lock(cfg.train.output_dir, enabled=comm.is_main_process()) as dead_run:
+        setup_run_logging(cfg.train.output_dir, comm.get_rank())  # before default_setup: colourless log.txt
         default_setup(cfg, args)
-        setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="alignment_det")
         if dead_run:
             logger.info("Took over the lock of %s from a run that is no longer running (%s).", cfg.train.output_dir, dead_run)
         if args.eval_only:
-            model, iteration = build_eval_model(cfg, eval_checkpoint_path(cfg, args.resume), with_iteration=True)
+            model, iteration = build_eval_model(
+                cfg, eval_checkpoint_path(cfg, args.resume), with_iteration=True,
+                allow_arch_mismatch=getattr(args, "allow_arch_mismatch", False),
+            )
             results = Trainer.test(cfg, model)
             if comm.is_main_process() and results:
                 # Detectron2 writes no metrics.json in --eval-only; write the results as EvalHook would.
                 write_eval_results(cfg.train.output_dir, results, iteration)
             return results
         trainer = Trainer(cfg)
-        trainer.resume_or_load(resume=args.resume)
+        trainer.resume_or_load(resume=args.resume, allow_schedule_change=getattr(args, "allow_schedule_change", False))
         return trainer.train()
 
 
 def invoke_main(argv=None):
-    args = argument_parser().parse_args(argv)
+    args = parse_args(argv)
     # launch() reads the config file in every process, so resolve a zoo name once here.
     if args.config_file and not os.path.isfile(args.config_file):
         from .config import resolve_config_file
@@ -105,4 +136,4 @@ def invoke_main(argv=None):
     )
 
 
-__all__ = ["argument_parser", "main", "invoke_main"]
+__all__ = ["argument_parser", "invoke_main", "main", "parse_args"]

@@ -12,8 +12,20 @@ up-front checks (``checks.py``: CUDA device, AMP dtype, the model's number
 of classes against the train, test and evaluator datasets, the total batch against the
 config's reference batch with ``train.auto_scale_lr``), an EMA of the weights
 (``train.model_ema``, ``ema.py``) and atomic, resume-safe checkpoints (``checkpoint.py``).
+
+Schedule on ``--resume``: every checkpoint records the run's schedule (``train.max_iter``, the lr
+steps, and where the next iteration stands: its lr multiplier and progress ``iteration / max_iter``,
+which MAL's selection count and the anchor depression follow). Resuming under another schedule
+(``--resume train.max_iter=130`` on a finished 100-iteration run: lr x0.1 -> x1, MAL's lambda 1 ->
+0.77) is an error naming what would jump, unless ``resume_or_load(allow_schedule_change=True)``
+(``--allow-schedule-change``), which continues with a warning.
+
+The evaluation after the last iteration is stamped (``metrics.json``, TensorBoard) at that
+iteration, ``max_iter - 1``, as periodic evaluations and the checkpoint ``model_final.pth`` are, so
+``--eval-only`` on the checkpoint writes the same iteration (Detectron2 stamps it ``max_iter``).
 """
 import logging
+import math
 import os
 import weakref
 from collections import OrderedDict
@@ -26,17 +38,19 @@ from detectron2.evaluation import DatasetEvaluators, inference_on_dataset, print
 from detectron2.solver.build import _generate_optimizer_class_with_gradient_clipping
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
-from omegaconf import ListConfig
+from fvcore.common.param_scheduler import ParamScheduler
+from omegaconf import ListConfig, OmegaConf
 
 from torch.nn.parallel import DistributedDataParallel
 
 from .amp import AutocastTrainer
-from .checkpoint import CheckedCheckpointer
+from .checkpoint import CheckedCheckpointer, unwrap_model
 from .checks import (
     check_amp,
     check_dataset_classes,
     check_device,
     check_evaluator_classes,
+    check_max_iter,
     lr_scale_for_batch,
 )
 from .config import instantiate_with
@@ -97,9 +111,8 @@ def maybe_add_gradient_clipping(optimizer: torch.optim.Optimizer, clip_cfg) -> t
 EMA_ATTRIBUTES = ("loss_normalizer",)
 
 
-def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    # Names without DDP's "module." prefix, so a checkpoint resumes under any world size.
-    return model.module if isinstance(model, DistributedDataParallel) else model
+# Names without DDP's "module." prefix, so a checkpoint resumes under any world size.
+_unwrap = unwrap_model
 
 
 def ema_state_dict(model: torch.nn.Module) -> dict:
@@ -139,6 +152,37 @@ def _build_loader(cfg, split: str):
     return instantiate_with(node, dataset=dataset)
 
 
+class LastStepEvalHook(hooks.EvalHook):
+    """Detectron2's ``EvalHook`` whose evaluation after the last iteration is stamped at that
+    iteration (``max_iter - 1``: the iteration of ``model_final.pth``, as a periodic evaluation is
+    stamped at the iteration it follows) rather than at ``max_iter``.
+
+    It runs at the end of the last step (after the checkpointer, before the writers, as periodic
+    evaluations do); a run resumed with nothing left to train evaluates after training, as Detectron2
+    does, stamped at ``max_iter - 1`` too.
+    """
+
+    _evaluated_last_step = False
+
+    def after_step(self):
+        if self.trainer.iter + 1 >= self.trainer.max_iter:
+            if self._eval_after_train:
+                self._do_eval()
+                self._evaluated_last_step = True
+            return
+        super().after_step()
+
+    def after_train(self):
+        if not self._evaluated_last_step and self._eval_after_train and self.trainer.iter + 1 >= self.trainer.max_iter:
+            storage = self.trainer.storage
+            stamp, storage.iter = storage.iter, self.trainer.max_iter - 1
+            try:
+                self._do_eval()
+            finally:
+                storage.iter = stamp  # the writers read it to tell that training ended
+        del self._func  # as EvalHook: the closure holds the trainer
+
+
 class Trainer(DefaultTrainer):
     """DefaultTrainer over a LazyConfig with keys ``model``, ``optimizer``,
     ``lr_multiplier``, ``dataloader.{train,test,evaluator}`` and ``train.*``
@@ -149,6 +193,7 @@ class Trainer(DefaultTrainer):
         if not logger.isEnabledFor(logging.INFO):
             # Our own logger only: a second setup_logger() of "detectron2" doubles every line.
             setup_logger(name="alignment_det")
+        check_max_iter(cfg)
         amp_dtype = check_amp(cfg)
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
@@ -170,17 +215,22 @@ class Trainer(DefaultTrainer):
         self.cfg = cfg
         self.register_hooks(self.build_hooks())
 
-    def resume_or_load(self, resume: bool = True):
+    def resume_or_load(self, resume: bool = True, *, allow_schedule_change: bool = False):
         """Resume from ``train.output_dir``'s newest readable checkpoint, else load
         ``train.init_checkpoint``.
 
         A finished run resumed from another file than ``model_final.pth`` (it was killed while
         writing it, or the file is unreadable) has nothing left to train: ``model_final.pth``
         is written again from the checkpoint of its last iteration.
+
+        A checkpoint saved under another schedule (module doc) is an error naming what jumps, or
+        with ``allow_schedule_change`` a warning.
         """
+        self._checkpoint_schedule = None
         self.checkpointer.resume_or_load(self.cfg.train.init_checkpoint, resume=resume)
         if resume and self.checkpointer.has_checkpoint():
             self.start_iter = self.iter + 1
+            self.check_schedule(self._checkpoint_schedule, allow_change=allow_schedule_change)
             resumed_from = os.path.basename(self.checkpointer.resumed_from or "")
             if self.start_iter >= self.max_iter and resumed_from != "model_final.pth" and comm.is_main_process():
                 logger.warning("Writing model_final.pth again, from %s (iteration %d).", resumed_from, self.iter)
@@ -189,11 +239,67 @@ class Trainer(DefaultTrainer):
     def state_dict(self):
         ret = super().state_dict()
         ret["ema_state"] = ema_state_dict(self.model)
+        ret["schedule"] = self.schedule_at(self.iter + 1)  # a resume starts at the next iteration
         return ret
 
     def load_state_dict(self, state_dict):
         super().load_state_dict(state_dict)
         load_ema_state_dict(self.model, state_dict.get("ema_state", {}))
+        self._checkpoint_schedule = state_dict.get("schedule")
+
+    # ------------------------------------------------------------------ schedule
+    def lr_steps(self):
+        """Iterations where a multi-step lr multiplier steps (its milestones, counted in
+        ``num_updates``, scaled to ``max_iter``); None for another kind of multiplier."""
+        node = OmegaConf.select(self.cfg, "lr_multiplier.scheduler", default=None)
+        if node is None or "milestones" not in node or "num_updates" not in node:
+            return None
+        return [int(round(m * self.max_iter / node.num_updates)) for m in node.milestones]
+
+    def schedule_at(self, iteration: int) -> dict:
+        """This run's schedule seen from ``iteration``: ``max_iter``, ``lr_steps``, the lr
+        multiplier there (None when ``lr_multiplier`` is not a ParamScheduler) and the progress
+        ``iteration / max_iter``. Plain numbers, so that a weights-only load reads them."""
+        where = min(iteration / self.max_iter, 1.0)
+        multiplier = float(self.scheduler(where)) if isinstance(self.scheduler, ParamScheduler) else None
+        return {"max_iter": int(self.max_iter), "lr_steps": self.lr_steps(), "iteration": int(iteration),
+                "lr_multiplier": multiplier, "progress": where}
+
+    def check_schedule(self, saved, *, allow_change: bool) -> None:
+        """Compare the schedule a checkpoint recorded (:meth:`schedule_at` of its next iteration)
+        with this run's at ``start_iter``; a difference is an error, or a warning with ``allow_change``."""
+        if not isinstance(saved, dict):
+            return  # a checkpoint of an older version: nothing to compare
+        now = self.schedule_at(self.start_iter)
+        jumps = []
+        if saved.get("max_iter") != now["max_iter"]:
+            jumps.append(f"train.max_iter {saved.get('max_iter')} -> {now['max_iter']}")
+        if saved.get("lr_steps") != now["lr_steps"]:
+            jumps.append(f"lr steps at {saved.get('lr_steps')} -> {now['lr_steps']}")
+        old_m, new_m = saved.get("lr_multiplier"), now["lr_multiplier"]
+        if old_m is not None and new_m is not None and not math.isclose(old_m, new_m, rel_tol=1e-6):
+            base = self.optimizer.param_groups[0].get("initial_lr") if self.optimizer.param_groups else None
+            lr = f" (lr {old_m * base:g} -> {new_m * base:g})" if base else ""
+            jumps.append(f"lr multiplier x{old_m:g} -> x{new_m:g}{lr}")
+        old_p = saved.get("progress")
+        if old_p is not None and not math.isclose(old_p, now["progress"], rel_tol=1e-6):
+            jumps.append(
+                f"training progress iteration/max_iter {old_p:.3f} -> {now['progress']:.3f} (MAL's selection "
+                "count and anchor depression, and other schedules of t/T, follow it)"
+            )
+        if not jumps:
+            return
+        message = (
+            f"--resume at iteration {self.start_iter} with another schedule than the checkpoint's: "
+            + "; ".join(jumps) + "."
+        )
+        if allow_change:
+            logger.warning("%s Continuing with the new schedule (--allow-schedule-change).", message)
+            return
+        raise ValueError(
+            f"{message} Resume with the checkpoint's schedule (train.max_iter={saved.get('max_iter')}), or pass "
+            "--allow-schedule-change to continue with the new one from here."
+        )
 
     def build_hooks(self):
         cfg = self.cfg
@@ -212,7 +318,7 @@ class Trainer(DefaultTrainer):
                 self._last_eval_results = self.test(self.cfg, self.model)
             return self._last_eval_results
 
-        ret.append(hooks.EvalHook(cfg.train.eval_period, test_and_save_results))
+        ret.append(LastStepEvalHook(cfg.train.eval_period, test_and_save_results))
         if comm.is_main_process():
             ret.append(hooks.PeriodicWriter(self.build_writers(), period=cfg.train.log_period))
         return ret
@@ -286,14 +392,17 @@ class Trainer(DefaultTrainer):
         return results
 
 
-def build_eval_model(cfg, checkpoint: str, *, with_iteration: bool = False):
+def build_eval_model(cfg, checkpoint: str, *, with_iteration: bool = False, allow_arch_mismatch: bool = False):
     """The model of ``cfg`` with weights from ``checkpoint``, ready for ``Trainer.test``: the
     checkpoint's EMA weights when it has them and ``train.model_ema.use_ema_for_eval`` (default
-    True), else its raw weights. Loading is strict (every model parameter must be there).
+    True), else its raw weights. Loading is strict (every model parameter must be there), and a
+    checkpoint saved by another meta-architecture or box coder is an error unless
+    ``allow_arch_mismatch`` (then a warning).
     ``with_iteration=True`` returns ``(model, iteration the checkpoint was saved at, 0 if none)``."""
     model = Trainer.build_model(cfg)
     model = create_ddp_model(model, device=cfg.train.device, **cfg.train.ddp)
-    extra = CheckedCheckpointer(model, cfg.train.output_dir, strict=True).load(checkpoint)
+    arch_mismatch = "warn" if allow_arch_mismatch else "error"
+    extra = CheckedCheckpointer(model, cfg.train.output_dir, strict=True, arch_mismatch=arch_mismatch).load(checkpoint)
     ema_cfg = cfg.train.get("model_ema", None) or {}
     if EMA_CHECKPOINT_KEY in extra and ema_cfg.get("use_ema_for_eval", True):
         load_ema_weights(_unwrap(model), extra[EMA_CHECKPOINT_KEY])

@@ -31,16 +31,27 @@ HCRALRetinaNet ``iou_matcher`` (RetinaNet's labels, unchanged by the method)
 A prior is an anchor box (``priors`` (P, 4) XYXY) or a point (``priors`` (P, 2) (x, y)); a group may
 use another prior set than its neighbour (DATE-R: points for o2o, anchors for o2m), which is why
 each group carries the geometry of its own positives.
+
+Training side: :func:`count_gts_without_positives` is where ATSS (HCRAL-ATSS) and DATE report the
+ground-truth boxes that their assignment left without any positive prior (too small for the grid,
+or an input shrunk too far), which would otherwise not be trained on without a word.
 """
+import logging
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from detectron2.structures import Boxes, Instances
 from torch import Tensor
 
+from .events import put_scalars
+
+logger = logging.getLogger(__name__)
+
 __all__ = [
+    "GTS_WITHOUT_POSITIVES_KEY",
     "ImageAssignment",
     "PositiveGroup",
+    "count_gts_without_positives",
     "gt_index_of_matched_boxes",
     "label_anchors_assignment",
     "level_ids_of",
@@ -68,6 +79,53 @@ class ImageAssignment(NamedTuple):
     groups: Dict[str, PositiveGroup]  # in drawing order
     level_names: List[str]  # e.g. ["p3", ..., "p7"]
     info: Dict[str, float]  # method facts for the caption, e.g. {"iteration": 300, "num_selected": 9}
+
+
+#: EventStorage scalar: ground-truth boxes of the batch that no prior is positive for.
+GTS_WITHOUT_POSITIVES_KEY = "assign/gts_without_positives"
+# One warning per run (process): the per-step count goes to GTS_WITHOUT_POSITIVES_KEY.
+_warned_gts_without_positives = False
+
+
+def count_gts_without_positives(
+    gt_instances: Sequence[Instances], positive_gt_idx: Sequence[Tensor], *, smallest_stride: float, method: str,
+) -> int:
+    """Count the ground-truth boxes that the assignment gave no positive prior, log the count of
+    the batch as ``assign/gts_without_positives`` and, the first time in a run, warn with the size
+    of such a box, the input size and the smallest stride.
+
+    Args:
+        gt_instances: per image the ground truth (``gt_boxes`` XYXY in input pixels, ``image_size``).
+        positive_gt_idx: per image the GT index of each positive prior (any shape; -1 = none).
+        smallest_stride: the finest feature stride of the model, in input pixels.
+        method: the model (and assignment) for the message, e.g. ``"DATE (o2m)"``.
+
+    Returns:
+        the number of such boxes in the batch.
+    """
+    global _warned_gts_without_positives
+    unassigned = []
+    for inst, idx in zip(gt_instances, positive_gt_idx):
+        hit = torch.zeros(len(inst), dtype=torch.bool, device=inst.gt_boxes.device)
+        idx = idx.reshape(-1)
+        hit[idx[idx >= 0]] = True
+        unassigned.append(~hit)
+    total = torch.stack([u.sum() for u in unassigned]).sum() if unassigned else torch.zeros((), dtype=torch.long)
+    count = int(total)  # one sync per step
+    put_scalars(**{GTS_WITHOUT_POSITIVES_KEY: count}, smoothing_hint=False)
+    if count and not _warned_gts_without_positives:
+        _warned_gts_without_positives = True
+        image = next(i for i, u in enumerate(unassigned) if u.any())
+        box = gt_instances[image].gt_boxes.tensor[unassigned[image]][0]
+        (h, w), bw, bh = gt_instances[image].image_size, float(box[2] - box[0]), float(box[3] - box[1])
+        logger.warning(
+            "%s: a ground-truth box of %.1f x %.1f px (w x h, in an input of %d x %d px) got no positive prior, so "
+            "this assignment does not train on it; the smallest stride is %g px (%d such boxes in this batch). "
+            "Boxes much smaller than the stride, or images resized too small, get none: check the input size (the "
+            "mapper's resize) and tiny boxes in the data. Warned once per run; the count per step is logged as %s.",
+            method, bw, bh, w, h, smallest_stride, count, GTS_WITHOUT_POSITIVES_KEY,
+        )
+    return count
 
 
 def level_ids_of(num_per_level: Sequence[int], device=None) -> Tensor:

@@ -1,11 +1,15 @@
 """Reading Detectron2's ``metrics.json``: one home for the tools that plot or tabulate runs
 (``tools/plot_metrics.py``, ``benchmarks/accuracy.py``).
 
-Every line is a JSON object with ``iteration``; evaluation results are lines of their own (only
-``bbox/...`` / ``alignment/...`` keys). A resumed run appends lines whose iteration goes back: from
-that line on the later values replace the earlier ones (every point of the earlier segment at or
-after that iteration is dropped), so each series is the one of the run that continued. Two lines of
-the same iteration (a training row and the evaluation after it) merge, the later value winning.
+Every line is a JSON object with ``iteration``. Training rows carry ``lr`` (Detectron2 logs it every
+step); evaluation results (``bbox/...`` / ``alignment/...`` keys) share the row of the iteration they
+follow or are lines of their own, stamped at the iteration of the checkpoint evaluated (training's
+last evaluation and ``--eval-only`` on ``model_final.pth`` alike). A resumed run appends training
+rows whose iteration goes back: from that row on the later values replace the earlier ones (every
+point of the earlier segment at or after that iteration is dropped), so each series is the one of
+the run that continued. An evaluation-only line never starts a segment (``--eval-only`` of an
+earlier checkpoint, appended later, is no restart). Two lines of the same iteration merge, the
+later value winning.
 """
 import json
 import math
@@ -24,6 +28,11 @@ def metrics_path(path: str) -> str:
     if not os.path.isfile(candidate):
         raise FileNotFoundError(f"{path!r}: no metrics.json there (give the file or the run's output folder)")
     return candidate
+
+
+def _is_training_row(row: dict) -> bool:
+    """A row written by a training step (Detectron2's LRScheduler hook logs ``lr`` every step)."""
+    return "lr" in row
 
 
 def read_metrics(path: str, *, finite_only: bool = True) -> Series:
@@ -48,11 +57,11 @@ def read_metrics(path: str, *, finite_only: bool = True) -> Series:
             if "iteration" not in row:
                 continue
             it = int(row["iteration"])
-            if it < last_iter:  # a resumed run starts again here: later values win from here on
+            if it < last_iter and _is_training_row(row):  # a resumed run starts again here: later values win
                 for series in points.values():
                     for stale in [i for i in series if i >= it]:
                         del series[stale]
-            last_iter = it
+            last_iter = max(last_iter, it) if not _is_training_row(row) else it
             for key, value in row.items():
                 if key == "iteration" or not isinstance(value, (int, float)) or isinstance(value, bool):
                     continue

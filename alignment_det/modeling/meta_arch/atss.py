@@ -32,7 +32,14 @@ from alignment_det.utils.comm import all_reduce_mean
 
 from .dense import FCOS
 from ..alignment_logging import log_score_iou_correlation
-from ..assignment import ImageAssignment, level_ids_of, make_image_assignment, positive_group, training_inputs
+from ..assignment import (
+    ImageAssignment,
+    count_gts_without_positives,
+    level_ids_of,
+    make_image_assignment,
+    positive_group,
+    training_inputs,
+)
 from ..events import put_scalars
 
 __all__ = ["ATSS", "DenseTargets", "QUALITY_TARGETS"]
@@ -155,10 +162,11 @@ class ATSS(FCOS):
         """
         sq = self.assignment_anchors(anchors)
         num_per_level = [len(a) for a in anchors]
-        gt_labels, matched, num_atss, num_extra = [], [], 0, 0
+        gt_labels, matched, num_atss, num_extra, gt_index = [], [], 0, 0, []
         for i, inst in enumerate(gt_instances):
             boxes = inst.gt_boxes.tensor
             r = self._assign_image(sq, num_per_level, boxes, pred_boxes, i, self.num_extra_priors)
+            gt_index.append(r.gt_index)
             pos = r.gt_index >= 0
             idx = r.gt_index.clamp(min=0)
             labels = torch.full_like(r.gt_index, self.num_classes)
@@ -175,6 +183,9 @@ class ATSS(FCOS):
         if self.num_extra_priors > 0:
             stats["atss/eatss_extra_per_gt"] = float(num_extra) / num_gt
         put_scalars(**stats)
+        count_gts_without_positives(
+            gt_instances, gt_index, smallest_stride=min(self.anchor_generator.strides), method=type(self).__name__
+        )
         return gt_labels, matched
 
     def _assign_image(self, sq: Tensor, num_per_level: List[int], gt_boxes: Tensor, pred_boxes: Optional[Tensor],

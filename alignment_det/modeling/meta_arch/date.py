@@ -38,7 +38,14 @@ from alignment_det.utils.comm import all_reduce_mean
 
 from .dense import FCOS
 from ..alignment_logging import log_score_iou_correlation
-from ..assignment import ImageAssignment, level_ids_of, make_image_assignment, positive_group, training_inputs
+from ..assignment import (
+    ImageAssignment,
+    count_gts_without_positives,
+    level_ids_of,
+    make_image_assignment,
+    positive_group,
+    training_inputs,
+)
 from ..events import put_scalars
 
 __all__ = ["DATE", "backbone_lr_factor"]
@@ -255,10 +262,15 @@ class DATE(FCOS):
         losses = {k: v * self.lambda_o2o for k, v in losses.items()}
 
         if self.o2m == "fcos":
-            o2m, num_pos = self._fcos_o2m_losses(predictions, locations, level_ids, gt_boxes, gt_classes)
+            o2m, num_pos, o2m_gt = self._fcos_o2m_losses(predictions, locations, level_ids, gt_boxes, gt_classes)
         else:
-            o2m, num_pos = self._retina_o2m_losses(features, predictions, gt_instances)
+            o2m, num_pos, o2m_gt = self._retina_o2m_losses(features, predictions, gt_instances)
         o2m = {k: v * self.lambda_o2m for k, v in o2m.items()}
+        # The o2m assignment, the dense one: the o2o match gives every GT a location (the empty-centre
+        # fallback), so only o2m tells that a GT is too small for the grid.
+        count_gts_without_positives(
+            gt_instances, o2m_gt, smallest_stride=min(self.strides), method=f"{type(self).__name__} (o2m)"
+        )
 
         num_images = max(len(gt_instances), 1)
         put_scalars(
@@ -315,7 +327,8 @@ class DATE(FCOS):
         ]
 
     def _fcos_o2m_losses(self, predictions, locations, level_ids, gt_boxes, gt_classes):
-        """DATE-F o2m: mmdet FCOS targets and losses; returns (losses, #positives in the batch)."""
+        """DATE-F o2m: mmdet FCOS targets and losses; returns (losses, #positives in the batch, per
+        image the (R,) GT index of each location, -1 at background)."""
         K = self.num_classes
         cls = cat([permute_to_N_HWA_K(x, K) for x in predictions["o2m_cls"]], dim=1)
         ltrb = cat([permute_to_N_HWA_K(x, 4) for x in predictions["o2m_reg"]], dim=1)
@@ -328,7 +341,7 @@ class DATE(FCOS):
             focal_alpha=self.focal_loss_alpha, focal_gamma=self.focal_loss_gamma,
             loss_weights=self.o2m_loss_weights,
         )
-        return losses, int(((labels >= 0) & (labels < K)).sum())
+        return losses, int(((labels >= 0) & (labels < K)).sum()), [t.gt_index for t in targets]
 
     @torch.no_grad()
     def _retina_label_anchors(self, anchors: Boxes, gt_instances) -> Tuple[Tensor, Tensor, Tensor]:
@@ -351,12 +364,13 @@ class DATE(FCOS):
         return torch.stack(labels), torch.stack(matched), torch.stack(indices)
 
     def _retina_o2m_losses(self, features, predictions, gt_instances):
-        """DATE-R o2m: focal × w0 and L1 on deltas × w1, both / max(all-reduced #pos, 1)."""
+        """DATE-R o2m: focal × w0 and L1 on deltas × w1, both / max(all-reduced #pos, 1); returns
+        (losses, #positives, (N, R) GT index of each anchor, -1 where not positive)."""
         K = self.num_classes
         anchors = self.o2m_anchor_generator(features)
         cls = cat([permute_to_N_HWA_K(x, K) for x in predictions["o2m_cls"]], dim=1)
         deltas = [permute_to_N_HWA_K(x, 4) for x in predictions["o2m_reg"]]
-        labels, matched, _ = self._retina_label_anchors(Boxes.cat(anchors), gt_instances)
+        labels, matched, gt_index = self._retina_label_anchors(Boxes.cat(anchors), gt_instances)
         valid = labels >= 0
         pos = valid & (labels != K)
         num_pos = int(pos.sum())
@@ -372,7 +386,8 @@ class DATE(FCOS):
             box_reg_loss_type="smooth_l1", smooth_l1_beta=0.0,  # beta 0 = L1 (mmdet L1Loss)
         )
         w_cls, w_box = self.o2m_loss_weights
-        return {"loss_o2m_cls": loss_cls / n * w_cls, "loss_o2m_box_reg": loss_box / n * w_box}, num_pos
+        losses = {"loss_o2m_cls": loss_cls / n * w_cls, "loss_o2m_box_reg": loss_box / n * w_box}
+        return losses, num_pos, torch.where(pos, gt_index, torch.full_like(gt_index, -1))
 
     # ------------------------------------------------------------------ assignment
     @torch.no_grad()
