@@ -532,7 +532,7 @@ def markdown(data: dict) -> str:
     where = m.get("gpu", "CPU") + (f" ({m['visible_gpus']} visible)" if m.get("visible_gpus") else "")
     failed = [r for name in data["parts"] for r in data[name] if r["status"] not in ("ok", "skipped", "pending")]
     lines = [
-        "# GPU check" + (" (dry run on CPU)" if s["device"] == "cpu" else ""),
+        "# GPU check" + ("" if s["device"] != "cpu" else " (on CPU, --cpu)" if s["instant_iters"] >= 100 else " (dry run on CPU)"),
         "",
         f"Machine: {where}, {m['cpus']} CPUs, Python {m['python']}, torch {m['torch']}, CUDA {m['cuda']}, "
         f"Detectron2 {m['detectron2']}. Started {data['started']}, {data['elapsed_s']:.0f} s of a {data['budget_s']:.0f} s budget. "
