@@ -8,7 +8,7 @@ from .box_report import MalformedBoxesError, find_malformed_boxes
 from .build import DatasetDicts, get_dataset_dicts
 from .crowdhuman import crowdhuman_dataset_dicts, load_crowdhuman_odgt, register_crowdhuman
 from .register import check_datasets, register_coco_json, register_voc
-from .synthetic import SYNTHETIC_CLASSES, make_synthetic_coco, register_synthetic_datasets
+from .synthetic import SYNTHETIC_CLASSES, make_synthetic_coco, make_synthetic_voc, register_synthetic_datasets
 from .builtin import register_all
 
 register_all()
@@ -24,6 +24,7 @@ __all__ = [
     "register_crowdhuman",
     "get_dataset_dicts",
     "make_synthetic_coco",
+    "make_synthetic_voc",
     "register_all",
     "register_coco_json",
     "register_synthetic_datasets",
