@@ -12,7 +12,12 @@ from _cli import instant_config, train_net  # noqa: E402
 
 from alignment_det.data import make_synthetic_coco, register_coco_json  # noqa: E402
 from alignment_det.engine import Trainer, build_model  # noqa: E402
-from alignment_det.engine.checks import ClassCountMismatchError, check_device, model_num_classes  # noqa: E402
+from alignment_det.engine.checks import (  # noqa: E402
+    ClassCountMismatchError,
+    ClassNamesMismatchError,
+    check_device,
+    model_num_classes,
+)
 from alignment_det.engine.config import load_config  # noqa: E402
 from alignment_det.model_zoo import get_config_file  # noqa: E402
 
@@ -107,3 +112,52 @@ def test_a_cuda_config_on_a_machine_without_gpu_names_train_device_cpu(monkeypat
         build_model(cfg)  # the one builder the trainer, --eval-only and the demo use
     cfg.train.device = "cpu"
     check_device(cfg)
+
+
+# ----------------------------------------------------------------------------- class names
+def _reordered_synthetic(tmp_path, name, num_images=2):
+    """The synthetic shapes with their 3 category ids permuted: the same names, another order."""
+    json_file = make_synthetic_coco(str(tmp_path / name), num_images=num_images, seed=1)
+    data = json.load(open(json_file))
+    new_id = {1: 3, 2: 1, 3: 2}  # rectangle -> 3, ellipse -> 1, triangle -> 2
+    data["categories"] = [dict(c, id=new_id[c["id"]]) for c in data["categories"]]
+    data["annotations"] = [dict(a, category_id=new_id[a["category_id"]]) for a in data["annotations"]]
+    json.dump(data, open(json_file, "w"))
+    register_coco_json(name, json_file, str(tmp_path / name))
+
+
+REORDERED = "['ellipse', 'triangle', 'rectangle']"
+SYNTHETIC = "['rectangle', 'ellipse', 'triangle']"
+
+
+def test_test_classes_in_another_order_stop_training_before_it_starts(tmp_path):
+    _reordered_synthetic(tmp_path, "ad_reordered_test")
+    cfg = load_config(instant_config("fcos_instant_test.py"),
+                      ["dataloader.test.dataset.names=ad_reordered_test", f"train.output_dir={tmp_path}"])
+    with pytest.raises(ClassNamesMismatchError) as e:
+        Trainer(cfg)
+    assert str(e.value).split("\n")[1:4] == [
+        f"  dataloader.train.dataset.names 'synthetic_shapes_train': {SYNTHETIC}",
+        f"  dataloader.test.dataset.names 'ad_reordered_test': {REORDERED}",
+        f"  dataloader.evaluator.dataset_name 'ad_reordered_test': {REORDERED}",
+    ]
+
+
+def test_train_classes_in_another_order_stop_training(tmp_path):
+    _reordered_synthetic(tmp_path, "ad_reordered_train")
+    cfg = load_config(instant_config("fcos_instant_test.py"),
+                      ["dataloader.train.dataset.names=ad_reordered_train", f"train.output_dir={tmp_path}"])
+    with pytest.raises(ClassNamesMismatchError, match=r"'ad_reordered_train': \['ellipse'.*\n.*'synthetic_shapes_val'"):
+        Trainer(cfg)
+
+
+def test_evaluator_classes_in_another_order_stop_evaluation_before_inference(tmp_path, monkeypatch):
+    _reordered_synthetic(tmp_path, "ad_reordered_eval")
+    cfg = load_config(instant_config("fcos_instant_test.py"), ["dataloader.evaluator.dataset_name=ad_reordered_eval"])
+    model = build_model(cfg)
+    monkeypatch.setattr(
+        "alignment_det.engine.trainer.inference_on_dataset",
+        lambda *a, **k: pytest.fail("inference ran before the class names were checked"),
+    )
+    with pytest.raises(ClassNamesMismatchError, match=r"dataloader.evaluator.dataset_name 'ad_reordered_eval': \['ellipse'"):
+        Trainer.test(cfg, model)
