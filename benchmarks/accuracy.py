@@ -37,7 +37,6 @@ import math
 import os
 import platform
 import resource
-import runpy
 import statistics
 import subprocess
 import sys
@@ -101,15 +100,6 @@ SKIP_TIMING_ITERS = 20  # the first logged iterations include start-up costs
 
 
 # ------------------------------------------------------------------------------------ datasets
-def register_files(paths: Sequence[str]) -> None:
-    """Run the user's registration files in this process (the generated configs run them in
-    every training process)."""
-    for path in paths:
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"--register {path}: no such file")
-        runpy.run_path(path)
-
-
 def dataset_classes(name: str) -> List[str]:
     """``thing_classes`` of a registered dataset: from its metadata, or loading it once (COCO json
     datasets set them on first load)."""
@@ -210,14 +200,12 @@ on {train_dataset} and evaluated on {test_dataset} ({num_classes} classes, read 
 seed {seed}. Re-run or resume it with
     python train_net.py --config-file {path} --resume
 """
-import runpy
-
+from alignment_det.data import run_registration_files
 from alignment_det.engine.config import apply_overrides, load_config
 from alignment_det.model_zoo.presets import apply_preset, get_preset
 
 # The user's datasets, registered in every process that loads this config (training workers too).
-for _file in {register!r}:
-    runpy.run_path(_file)
+run_registration_files({register!r})
 
 _cfg = load_config({config_file!r})
 apply_preset(
@@ -576,10 +564,10 @@ def main(argv=None, *, runner: Callable[[Sequence[str], str], int] = run_subproc
         args.train_dataset, args.test_dataset = f"{args.dataset}_train", f"{args.dataset}_test"
     from alignment_det.model_zoo.presets import get_preset
 
-    import alignment_det.data  # noqa: F401  registers the built-in datasets
+    from alignment_det.data import run_registration_files  # also registers the built-in datasets
 
     preset = get_preset(args.preset, max_iter=args.max_iter)
-    register_files(args.register)
+    run_registration_files(args.register)
     num_classes = dataset_num_classes(args.train_dataset, args.test_dataset)
     selected = select_configs(args.pairs, args.configs)
     alignment_cls = alignment_evaluator_class()

@@ -1,5 +1,6 @@
 """Idempotent dataset registration and up-front checks with errors that say what to do."""
 import os
+import runpy
 import xml.etree.ElementTree as ET
 from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
@@ -9,9 +10,9 @@ from detectron2.data.datasets.pascal_voc import CLASS_NAMES as VOC_CLASS_NAMES
 from detectron2.data.datasets.pascal_voc import load_voc_instances
 
 REGISTER_HINT = (
-    "Register it before building the config's data loaders, e.g. "
-    "alignment_det.data.register_coco_json(name, json_file, image_root) "
-    "(README: 'Training on your own dataset')."
+    "Register it before building the config's data loaders, e.g. with "
+    "alignment_det.data.register_coco_json(name, json_file, image_root) or register_voc(...) in a file "
+    "passed as train_net.py --register FILE.py (README: 'Training on your own dataset')."
 )
 
 
@@ -111,6 +112,22 @@ def _voc_object_names(dirname: str, split: str) -> set:
         tree = ET.parse(os.path.join(dirname, "Annotations", fileid + ".xml"))
         names.update(obj.find("name").text for obj in tree.findall("object"))
     return names
+
+
+def checked_registration_files(paths: Sequence[str]) -> List[str]:
+    """Absolute paths of ``paths``, the user's files that register datasets; an error for one
+    that does not exist."""
+    for path in paths:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"--register {path}: no such file (a Python file that registers your datasets)")
+    return [os.path.abspath(p) for p in paths]
+
+
+def run_registration_files(paths: Sequence[str]) -> None:
+    """Run the user's Python files that register datasets (``train_net.py --register``), in this
+    process; each training process must run them (Detectron2's ``launch`` spawns fresh ones)."""
+    for path in checked_registration_files(paths):
+        runpy.run_path(path, run_name="__register__")
 
 
 def check_datasets(names: Iterable[str]) -> None:

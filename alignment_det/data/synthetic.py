@@ -9,7 +9,7 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Dict
+from typing import Dict, Sequence
 
 import numpy as np
 
@@ -122,11 +122,16 @@ def make_synthetic_coco(out_dir: str, num_images: int, seed: int) -> str:
     return json_path
 
 
-def make_synthetic_voc(out_dir: str, splits: Dict[str, int], seed: int = 0) -> str:
+def make_synthetic_voc(
+    out_dir: str, splits: Dict[str, int], seed: int = 0, class_names: Sequence[str] = SYNTHETIC_CLASSES
+) -> str:
     """Write a Pascal VOC folder of synthetic shapes to ``out_dir`` (``JPEGImages/*.jpg``,
     ``Annotations/*.xml`` with 1-based pixel boxes, ``ImageSets/Main/<split>.txt``), ``splits``
     giving each split's number of images (file stems ``<split>_<n>``); returns ``out_dir``.
-    Register it with ``register_voc(name, out_dir, split, class_names=SYNTHETIC_CLASSES)``."""
+    The objects are named ``class_names`` (one name per shape of :data:`SYNTHETIC_CLASSES`);
+    register it with ``register_voc(name, out_dir, split, class_names=class_names)``."""
+    if len(class_names) != len(SYNTHETIC_CLASSES):
+        raise ValueError(f"class_names needs {len(SYNTHETIC_CLASSES)} names (one per shape), got {list(class_names)}")
 
     def write(folder):
         for sub in ("JPEGImages", "Annotations", os.path.join("ImageSets", "Main")):
@@ -137,7 +142,7 @@ def make_synthetic_voc(out_dir: str, splits: Dict[str, int], seed: int = 0) -> s
                 stem = f"{split}_{image_id:04d}"
                 _cv2().imwrite(os.path.join(folder, "JPEGImages", stem + ".jpg"), img)
                 objects = "".join(
-                    f"<object><name>{SYNTHETIC_CLASSES[c]}</name><difficult>0</difficult><bndbox>"
+                    f"<object><name>{class_names[c]}</name><difficult>0</difficult><bndbox>"
                     f"<xmin>{int(b[0]) + 1}</xmin><ymin>{int(b[1]) + 1}</ymin><xmax>{int(b[2])}</xmax><ymax>{int(b[3])}</ymax>"
                     "</bndbox></object>"
                     for b, c in zip(boxes, classes)
