@@ -103,18 +103,14 @@ SKIP_TIMING_ITERS = 20  # the first logged iterations include start-up costs
 def dataset_classes(name: str) -> List[str]:
     """``thing_classes`` of a registered dataset: from its metadata, or loading it once (COCO json
     datasets set them on first load)."""
-    from detectron2.data import DatasetCatalog, MetadataCatalog
-
     from alignment_det.data import check_datasets
+    from alignment_det.data.register import dataset_thing_classes
 
     try:
         check_datasets(name)
     except KeyError as e:
         raise KeyError(f"{e.args[0]} Here: pass --register FILE.py, a file that registers it.") from None
-    classes = MetadataCatalog.get(name).get("thing_classes", None)
-    if classes is None:
-        DatasetCatalog.get(name)
-        classes = MetadataCatalog.get(name).get("thing_classes", None)
+    classes = dataset_thing_classes(name)
     if not classes:
         raise ValueError(f"Dataset {name!r} has no thing_classes in its metadata; register it with "
                          "alignment_det.data.register_coco_json or register_voc.")

@@ -39,18 +39,14 @@ def test_training_data_with_another_number_of_classes_is_an_error(name, num_clas
 
 
 @pytest.mark.parametrize("num_classes", [2, 5], ids=["fewer", "more"])
-def test_evaluation_data_with_another_number_of_classes_is_an_error_before_inference(num_classes, monkeypatch):
+def test_evaluation_data_with_another_number_of_classes_is_an_error_before_inference(num_classes, forbid_inference):
     cfg = load_config(instant_config("fcos_instant_test.py"), [f"model.num_classes={num_classes}"])
     model = build_model(cfg)
-    monkeypatch.setattr(
-        "alignment_det.engine.trainer.inference_on_dataset",
-        lambda *a, **k: pytest.fail("inference ran before the class count was checked"),
-    )
     with pytest.raises(ClassCountMismatchError, match="dataloader.test 'synthetic_shapes_val' has 3 classes"):
         Trainer.test(cfg, model)
 
 
-def test_the_evaluators_dataset_is_checked_too(tmp_path, monkeypatch):
+def test_the_evaluators_dataset_is_checked_too(tmp_path, forbid_inference):
     # Test loader on the 3-class synthetic val set, evaluator on a 2-class dataset.
     json_file = make_synthetic_coco(str(tmp_path / "two"), num_images=2, seed=0)
     data = json.load(open(json_file))
@@ -60,10 +56,6 @@ def test_the_evaluators_dataset_is_checked_too(tmp_path, monkeypatch):
     register_coco_json("ad_two_classes", json_file, str(tmp_path / "two"))  # never loaded before the check
     cfg = load_config(instant_config("fcos_instant_test.py"), ["dataloader.evaluator.dataset_name=ad_two_classes"])
     model = build_model(cfg)
-    monkeypatch.setattr(
-        "alignment_det.engine.trainer.inference_on_dataset",
-        lambda *a, **k: pytest.fail("inference ran before the class count was checked"),
-    )
     with pytest.raises(ClassCountMismatchError, match=r"evaluator's dataset .*'ad_two_classes' has 2 classes"):
         Trainer.test(cfg, model)
     # A list of evaluators (COCO + alignment): each one's dataset is checked, and named by index.
@@ -151,13 +143,9 @@ def test_train_classes_in_another_order_stop_training(tmp_path):
         Trainer(cfg)
 
 
-def test_evaluator_classes_in_another_order_stop_evaluation_before_inference(tmp_path, monkeypatch):
+def test_evaluator_classes_in_another_order_stop_evaluation_before_inference(tmp_path, forbid_inference):
     _reordered_synthetic(tmp_path, "ad_reordered_eval")
     cfg = load_config(instant_config("fcos_instant_test.py"), ["dataloader.evaluator.dataset_name=ad_reordered_eval"])
     model = build_model(cfg)
-    monkeypatch.setattr(
-        "alignment_det.engine.trainer.inference_on_dataset",
-        lambda *a, **k: pytest.fail("inference ran before the class names were checked"),
-    )
     with pytest.raises(ClassNamesMismatchError, match=r"dataloader.evaluator.dataset_name 'ad_reordered_eval': \['ellipse'"):
         Trainer.test(cfg, model)

@@ -130,6 +130,16 @@ def run_registration_files(paths: Sequence[str]) -> None:
         runpy.run_path(path, run_name="__register__")
 
 
+def dataset_thing_classes(name: str) -> Optional[List[str]]:
+    """``thing_classes`` of a registered dataset, loading it once when its metadata has none yet
+    (a COCO json sets them when it is loaded); None when it has none or is not registered."""
+    classes = MetadataCatalog.get(name).get("thing_classes", None)
+    if classes is None and name in DatasetCatalog.list():
+        DatasetCatalog.get(name)
+        classes = MetadataCatalog.get(name).get("thing_classes", None)
+    return None if classes is None else list(classes)
+
+
 def check_datasets(names: Iterable[str]) -> None:
     """Raise a clear error when a dataset is not registered or its files are missing."""
     if isinstance(names, str):

@@ -4,9 +4,10 @@ import logging
 from typing import List, Optional, Sequence, Tuple
 
 import torch
-from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import MetadataCatalog
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from ..data.register import dataset_thing_classes
 from .amp import resolve_amp_dtype
 
 logger = logging.getLogger("alignment_det")
@@ -120,23 +121,13 @@ def _evaluator_datasets(cfg) -> List[Tuple[str, str]]:
     return out
 
 
-def _loaded_classes(name: str) -> Optional[List[str]]:
-    """``thing_classes`` of a registered dataset, loading it when its metadata has none yet (a COCO
-    json sets them when it is loaded)."""
-    classes = MetadataCatalog.get(name).get("thing_classes", None)
-    if classes is None and name in DatasetCatalog.list():
-        DatasetCatalog.get(name)
-        classes = MetadataCatalog.get(name).get("thing_classes", None)
-    return classes
-
-
 def check_evaluator_classes(cfg) -> None:
     """The model's number of classes against each evaluator's dataset (``dataset_name``)."""
     found = model_num_classes(cfg)
     if found is None:
         return
     for key, name in _evaluator_datasets(cfg):
-        classes = _loaded_classes(name)
+        classes = dataset_thing_classes(name)
         if classes is not None and len(classes) != found[1]:
             _raise_mismatch(*found, f"the evaluator's dataset ({key})", [name], classes)
 
@@ -169,7 +160,10 @@ def check_class_names(cfg) -> None:
             classes = MetadataCatalog.get(found[1]).get("thing_classes", None)
             if classes is not None:
                 sources.append((*found, list(classes)))
-    sources += [(key, name, list(c)) for key, name in _evaluator_datasets(cfg) if (c := _loaded_classes(name)) is not None]
+    for key, name in _evaluator_datasets(cfg):
+        classes = dataset_thing_classes(name)
+        if classes is not None:
+            sources.append((key, name, classes))
     if all(classes == sources[0][2] for _, _, classes in sources):
         return
     listed = "\n".join(f"  {key} {name!r}: {classes}" for key, name, classes in sources)
