@@ -13,6 +13,7 @@ from detectron2.config import instantiate  # noqa: E402
 
 from alignment_det.data import SYNTHETIC_CLASSES, make_synthetic_coco, make_synthetic_voc  # noqa: E402
 from alignment_det.data import get_dataset_dicts, register_coco_json, register_voc  # noqa: E402
+from alignment_det.data import image_check  # noqa: E402
 from alignment_det.data.image_check import BadImagesError, ImageReadError  # noqa: E402
 from alignment_det.engine import Trainer, build_model  # noqa: E402
 from alignment_det.engine.config import load_config  # noqa: E402
@@ -81,3 +82,23 @@ def test_a_truncated_jpeg_passes_the_header_check_and_its_read_names_the_file(tm
     loader = Trainer.build_train_loader(cfg)
     with pytest.raises(ImageReadError, match=r"Reading image .*/JPEGImages/train_000[12]\.jpg .*image file is truncated"):
         next(iter(loader))
+
+
+def test_large_sets_log_their_progress(tmp_path, caplog, monkeypatch):
+    folder = tmp_path / "progress"
+    make_synthetic_coco(str(folder), num_images=3, seed=0)
+    dicts = [dict(file_name=str(folder / f"0000{i}.png")) for i in (1, 2, 3)]
+    # A "large" set of 3 images, one per task of the pool, a progress line after each.
+    monkeypatch.setattr(image_check, "PROGRESS_MIN_IMAGES", 3)
+    monkeypatch.setattr(image_check, "_CHUNK", 1)
+    monkeypatch.setattr(image_check, "_PROGRESS_PERIOD_S", 0.0)
+    with caplog.at_level(logging.INFO, logger="alignment_det"):
+        image_check.check_images(dicts, dataset="tiny")
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0].startswith("Checking the 3 images of dataset 'tiny'")
+    assert [m.split(" images")[0] for m in lines[1:3]] == ["Checked 1/3", "Checked 2/3"]
+    assert lines[3].startswith("Checked the 3 images of 'tiny' in") and lines[3].endswith(": 0 bad.")
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="alignment_det"):
+        image_check.check_images(dicts[:2], dataset="tiny")  # below PROGRESS_MIN_IMAGES: silent
+    assert not caplog.records
