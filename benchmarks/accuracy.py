@@ -37,7 +37,6 @@ import math
 import os
 import platform
 import resource
-import runpy
 import statistics
 import subprocess
 import sys
@@ -101,30 +100,17 @@ SKIP_TIMING_ITERS = 20  # the first logged iterations include start-up costs
 
 
 # ------------------------------------------------------------------------------------ datasets
-def register_files(paths: Sequence[str]) -> None:
-    """Run the user's registration files in this process (the generated configs run them in
-    every training process)."""
-    for path in paths:
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"--register {path}: no such file")
-        runpy.run_path(path)
-
-
 def dataset_classes(name: str) -> List[str]:
     """``thing_classes`` of a registered dataset: from its metadata, or loading it once (COCO json
     datasets set them on first load)."""
-    from detectron2.data import DatasetCatalog, MetadataCatalog
-
     from alignment_det.data import check_datasets
+    from alignment_det.data.register import dataset_thing_classes
 
     try:
         check_datasets(name)
     except KeyError as e:
         raise KeyError(f"{e.args[0]} Here: pass --register FILE.py, a file that registers it.") from None
-    classes = MetadataCatalog.get(name).get("thing_classes", None)
-    if classes is None:
-        DatasetCatalog.get(name)
-        classes = MetadataCatalog.get(name).get("thing_classes", None)
+    classes = dataset_thing_classes(name)
     if not classes:
         raise ValueError(f"Dataset {name!r} has no thing_classes in its metadata; register it with "
                          "alignment_det.data.register_coco_json or register_voc.")
@@ -210,14 +196,12 @@ on {train_dataset} and evaluated on {test_dataset} ({num_classes} classes, read 
 seed {seed}. Re-run or resume it with
     python train_net.py --config-file {path} --resume
 """
-import runpy
-
+from alignment_det.data import run_registration_files
 from alignment_det.engine.config import apply_overrides, load_config
 from alignment_det.model_zoo.presets import apply_preset, get_preset
 
 # The user's datasets, registered in every process that loads this config (training workers too).
-for _file in {register!r}:
-    runpy.run_path(_file)
+run_registration_files({register!r})
 
 _cfg = load_config({config_file!r})
 apply_preset(
@@ -576,10 +560,10 @@ def main(argv=None, *, runner: Callable[[Sequence[str], str], int] = run_subproc
         args.train_dataset, args.test_dataset = f"{args.dataset}_train", f"{args.dataset}_test"
     from alignment_det.model_zoo.presets import get_preset
 
-    import alignment_det.data  # noqa: F401  registers the built-in datasets
+    from alignment_det.data import run_registration_files  # also registers the built-in datasets
 
     preset = get_preset(args.preset, max_iter=args.max_iter)
-    register_files(args.register)
+    run_registration_files(args.register)
     num_classes = dataset_num_classes(args.train_dataset, args.test_dataset)
     selected = select_configs(args.pairs, args.configs)
     alignment_cls = alignment_evaluator_class()

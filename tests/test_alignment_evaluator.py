@@ -201,3 +201,19 @@ def test_tide_attributes_errors_to_the_right_type():
     assert cls["dAP_cls"] == pytest.approx(100.0) and cls["dAP_loc"] == 0
     assert math.isnan(tide_errors([dict(gt, image_id=1, det_boxes=np.zeros((0, 4)), det_scores=[],
                                         det_classes=[])])["dAP_loc"])
+
+
+def test_tide_takes_string_image_ids():
+    """A VOC dataset's image ids are its file stems ("cat_01", "000005"); hotcoco wants integers.
+    The same records under string ids give the same breakdown as under integer ids, and ids that
+    only look alike as numbers ("5", "005") stay two images."""
+    pytest.importorskip("hotcoco")
+    from alignment_det.evaluation.tide import tide_errors
+
+    gt = dict(gt_boxes=[[0, 0, 40, 40]], gt_classes=[0], height=100, width=100)
+    dets = [dict(det_boxes=[[0, 0, 40, 10]], det_scores=[0.9], det_classes=[0]),
+            dict(det_boxes=[[0, 0, 40, 40]], det_scores=[0.8], det_classes=[0])]
+    by_int = tide_errors([dict(gt, image_id=i, **d) for i, d in enumerate(dets, 1)])
+    by_str = tide_errors([dict(gt, image_id=i, **d) for i, d in zip(("cat_01", "dog_01"), dets)])
+    assert by_str == pytest.approx(by_int) and by_str["dAP_loc"] > 0
+    assert tide_errors([dict(gt, image_id=i, **d) for i, d in zip(("5", "005"), dets)]) == pytest.approx(by_int)

@@ -6,6 +6,7 @@ import logging
 
 import numpy as np
 import pytest
+from PIL import Image
 from _requires import detectron2_or_skip
 
 detectron2_or_skip()
@@ -117,13 +118,15 @@ def test_a_negative_width_is_never_reinterpreted_as_another_box(tmp_path):
 
 def test_xyxy_boxes_and_unknown_image_sizes(tmp_path):
     # A dataset registered as a function, in XYXY_ABS: x1 < x0 is a negative width.
+    for stem in "ab":  # the images must exist: get_dataset_dicts checks them
+        Image.new("RGB", (50, 50)).save(tmp_path / f"{stem}.jpg")
     dicts = [
-        dict(file_name="a.jpg", image_id="a", height=50, width=50, annotations=[
+        dict(file_name=str(tmp_path / "a.jpg"), image_id="a", height=50, width=50, annotations=[
             dict(bbox=[30, 5, 10, 20], bbox_mode=BoxMode.XYXY_ABS, category_id=0),  # negative width
             dict(bbox=[5, 5, 10, 20], bbox_mode=BoxMode.XYXY_ABS, category_id=0),  # fine
             dict(bbox=[60, 5, 70, 20], bbox_mode=BoxMode.XYXY_ABS, category_id=0),  # right of the image
         ]),
-        dict(file_name="b.jpg", image_id="b", annotations=[  # no size: the outside check is skipped
+        dict(file_name=str(tmp_path / "b.jpg"), image_id="b", annotations=[  # no size: the outside check is skipped
             dict(bbox=[600, 5, 700, 20], bbox_mode=BoxMode.XYXY_ABS, category_id=0),
         ]),
     ]

@@ -12,7 +12,12 @@ from _cli import instant_config, train_net  # noqa: E402
 
 from alignment_det.data import make_synthetic_coco, register_coco_json  # noqa: E402
 from alignment_det.engine import Trainer, build_model  # noqa: E402
-from alignment_det.engine.checks import ClassCountMismatchError, check_device, model_num_classes  # noqa: E402
+from alignment_det.engine.checks import (  # noqa: E402
+    ClassCountMismatchError,
+    ClassNamesMismatchError,
+    check_device,
+    model_num_classes,
+)
 from alignment_det.engine.config import load_config  # noqa: E402
 from alignment_det.model_zoo import get_config_file  # noqa: E402
 
@@ -34,18 +39,14 @@ def test_training_data_with_another_number_of_classes_is_an_error(name, num_clas
 
 
 @pytest.mark.parametrize("num_classes", [2, 5], ids=["fewer", "more"])
-def test_evaluation_data_with_another_number_of_classes_is_an_error_before_inference(num_classes, monkeypatch):
+def test_evaluation_data_with_another_number_of_classes_is_an_error_before_inference(num_classes, forbid_inference):
     cfg = load_config(instant_config("fcos_instant_test.py"), [f"model.num_classes={num_classes}"])
     model = build_model(cfg)
-    monkeypatch.setattr(
-        "alignment_det.engine.trainer.inference_on_dataset",
-        lambda *a, **k: pytest.fail("inference ran before the class count was checked"),
-    )
     with pytest.raises(ClassCountMismatchError, match="dataloader.test 'synthetic_shapes_val' has 3 classes"):
         Trainer.test(cfg, model)
 
 
-def test_the_evaluators_dataset_is_checked_too(tmp_path, monkeypatch):
+def test_the_evaluators_dataset_is_checked_too(tmp_path, forbid_inference):
     # Test loader on the 3-class synthetic val set, evaluator on a 2-class dataset.
     json_file = make_synthetic_coco(str(tmp_path / "two"), num_images=2, seed=0)
     data = json.load(open(json_file))
@@ -55,10 +56,6 @@ def test_the_evaluators_dataset_is_checked_too(tmp_path, monkeypatch):
     register_coco_json("ad_two_classes", json_file, str(tmp_path / "two"))  # never loaded before the check
     cfg = load_config(instant_config("fcos_instant_test.py"), ["dataloader.evaluator.dataset_name=ad_two_classes"])
     model = build_model(cfg)
-    monkeypatch.setattr(
-        "alignment_det.engine.trainer.inference_on_dataset",
-        lambda *a, **k: pytest.fail("inference ran before the class count was checked"),
-    )
     with pytest.raises(ClassCountMismatchError, match=r"evaluator's dataset .*'ad_two_classes' has 2 classes"):
         Trainer.test(cfg, model)
     # A list of evaluators (COCO + alignment): each one's dataset is checked, and named by index.
@@ -107,3 +104,48 @@ def test_a_cuda_config_on_a_machine_without_gpu_names_train_device_cpu(monkeypat
         build_model(cfg)  # the one builder the trainer, --eval-only and the demo use
     cfg.train.device = "cpu"
     check_device(cfg)
+
+
+# ----------------------------------------------------------------------------- class names
+def _reordered_synthetic(tmp_path, name, num_images=2):
+    """The synthetic shapes with their 3 category ids permuted: the same names, another order."""
+    json_file = make_synthetic_coco(str(tmp_path / name), num_images=num_images, seed=1)
+    data = json.load(open(json_file))
+    new_id = {1: 3, 2: 1, 3: 2}  # rectangle -> 3, ellipse -> 1, triangle -> 2
+    data["categories"] = [dict(c, id=new_id[c["id"]]) for c in data["categories"]]
+    data["annotations"] = [dict(a, category_id=new_id[a["category_id"]]) for a in data["annotations"]]
+    json.dump(data, open(json_file, "w"))
+    register_coco_json(name, json_file, str(tmp_path / name))
+
+
+REORDERED = "['ellipse', 'triangle', 'rectangle']"
+SYNTHETIC = "['rectangle', 'ellipse', 'triangle']"
+
+
+def test_test_classes_in_another_order_stop_training_before_it_starts(tmp_path):
+    _reordered_synthetic(tmp_path, "ad_reordered_test")
+    cfg = load_config(instant_config("fcos_instant_test.py"),
+                      ["dataloader.test.dataset.names=ad_reordered_test", f"train.output_dir={tmp_path}"])
+    with pytest.raises(ClassNamesMismatchError) as e:
+        Trainer(cfg)
+    assert str(e.value).split("\n")[1:4] == [
+        f"  dataloader.train.dataset.names 'synthetic_shapes_train': {SYNTHETIC}",
+        f"  dataloader.test.dataset.names 'ad_reordered_test': {REORDERED}",
+        f"  dataloader.evaluator.dataset_name 'ad_reordered_test': {REORDERED}",
+    ]
+
+
+def test_train_classes_in_another_order_stop_training(tmp_path):
+    _reordered_synthetic(tmp_path, "ad_reordered_train")
+    cfg = load_config(instant_config("fcos_instant_test.py"),
+                      ["dataloader.train.dataset.names=ad_reordered_train", f"train.output_dir={tmp_path}"])
+    with pytest.raises(ClassNamesMismatchError, match=r"'ad_reordered_train': \['ellipse'.*\n.*'synthetic_shapes_val'"):
+        Trainer(cfg)
+
+
+def test_evaluator_classes_in_another_order_stop_evaluation_before_inference(tmp_path, forbid_inference):
+    _reordered_synthetic(tmp_path, "ad_reordered_eval")
+    cfg = load_config(instant_config("fcos_instant_test.py"), ["dataloader.evaluator.dataset_name=ad_reordered_eval"])
+    model = build_model(cfg)
+    with pytest.raises(ClassNamesMismatchError, match=r"dataloader.evaluator.dataset_name 'ad_reordered_eval': \['ellipse'"):
+        Trainer.test(cfg, model)

@@ -1,5 +1,6 @@
 """Dataset registration, checks and the synthetic dataset."""
 import json
+import os
 
 import pytest
 from _requires import detectron2_or_skip
@@ -11,7 +12,9 @@ from detectron2.data import DatasetCatalog  # noqa: E402
 from alignment_det.data import (  # noqa: E402
     check_datasets,
     get_dataset_dicts,
+    SYNTHETIC_CLASSES,
     make_synthetic_coco,
+    make_synthetic_voc,
     register_coco_json,
     register_voc,
 )
@@ -64,6 +67,41 @@ def test_voc_registration_is_idempotent(tmp_path):
         register_voc("ad_test_voc", str(tmp_path / "x"), "train")
     with pytest.raises(FileNotFoundError):
         get_dataset_dicts("ad_test_voc")  # no ImageSets/Main/train.txt in the folder
+
+
+def test_the_same_files_through_another_spelling_are_the_same_registration(tmp_path, monkeypatch):
+    json_file = make_synthetic_coco(str(tmp_path / "d"), num_images=2, seed=0)
+    register_coco_json("ad_test_paths", json_file, str(tmp_path / "d"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "link").symlink_to(tmp_path / "d")
+    for image_root in ("./d", "d/", str(tmp_path / "d") + "/", "link"):
+        register_coco_json("ad_test_paths", os.path.join("d", "annotations.json"), image_root)
+    with pytest.raises(ValueError, match="already registered with other settings.*image_root"):
+        register_coco_json("ad_test_paths", json_file, "d/..")
+    make_synthetic_voc(str(tmp_path / "voc"), {"train": 2})
+    register_voc("ad_test_voc_paths", "voc", "train", class_names=SYNTHETIC_CLASSES)
+    register_voc("ad_test_voc_paths", "./voc/", "train", class_names=list(SYNTHETIC_CLASSES))
+    monkeypatch.chdir(tmp_path / "voc")  # a relative registration keeps meaning the same folder
+    assert len(get_dataset_dicts("ad_test_voc_paths")) == 2
+
+
+def test_voc_reregistration_with_other_classes_or_year_is_an_error(tmp_path):
+    make_synthetic_voc(str(tmp_path / "voc"), {"train": 2})
+    register_voc("ad_test_voc_classes", str(tmp_path / "voc"), "train", class_names=SYNTHETIC_CLASSES)
+    with pytest.raises(ValueError, match=r"already registered with other settings \(thing_classes: \['rectangle', "
+                                         r"'ellipse', 'triangle'\] -> \['ellipse', 'rectangle', 'triangle'\]\)"):
+        register_voc("ad_test_voc_classes", str(tmp_path / "voc"), "train", class_names=sorted(SYNTHETIC_CLASSES))
+    with pytest.raises(ValueError, match=r"\(year: 2007 -> 2012\)"):
+        register_voc("ad_test_voc_classes", str(tmp_path / "voc"), "train", year=2012, class_names=SYNTHETIC_CLASSES)
+    assert get_dataset_dicts("ad_test_voc_classes").thing_classes == list(SYNTHETIC_CLASSES)
+
+
+def test_voc_objects_outside_class_names_are_named(tmp_path):
+    make_synthetic_voc(str(tmp_path / "voc"), {"train": 2})
+    register_voc("ad_test_voc_default_classes", str(tmp_path / "voc"), "train")  # the 20 VOC classes
+    with pytest.raises(ValueError, match=r"objects \['ellipse', 'rectangle', 'triangle'\] that are not in "
+                                         r"class_names \['aeroplane'.*Pass class_names="):
+        get_dataset_dicts("ad_test_voc_default_classes")
 
 
 def test_crowd_and_degenerate_boxes_are_dropped_by_the_loader(tmp_path):

@@ -1,12 +1,14 @@
 """Dataset-dict builders that configs call: registration and files checked before loading,
-malformed boxes reported after (``box_report``), and the result labelled with its datasets'
-names and class names so that the trainer can check them against the model."""
+every image (``image_check``) and malformed boxes (``box_report``) checked after, and the
+result labelled with its datasets' names and class names so that the trainer can check them
+against the model."""
 from typing import Optional, Sequence, Union
 
 from detectron2.data import MetadataCatalog, get_detection_dataset_dicts
 from detectron2.data.build import filter_images_with_only_crowd_annotations
 
 from .box_report import report_malformed_boxes
+from .image_check import check_images
 from .register import check_datasets
 
 __all__ = ["DatasetDicts", "get_dataset_dicts"]
@@ -27,7 +29,12 @@ class DatasetDicts(list):
 
 
 def get_dataset_dicts(
-    names: Union[str, Sequence[str]], *, strict_boxes: bool = False, filter_empty: bool = True, **kwargs
+    names: Union[str, Sequence[str]],
+    *,
+    strict_boxes: bool = False,
+    skip_bad_images: bool = False,
+    filter_empty: bool = True,
+    **kwargs,
 ):
     """``detectron2.data.get_detection_dataset_dicts`` with checks before and after loading.
 
@@ -35,6 +42,8 @@ def get_dataset_dicts(
         names: registered dataset name(s); checked first (:func:`check_datasets`).
         strict_boxes: malformed boxes (NaN, negative or zero width/height, outside the image)
             are an error instead of a warning (they are then left out); see ``box_report``.
+        skip_bad_images: images that are missing or whose header does not decode are left out
+            with a warning instead of being an error; see ``image_check``.
         filter_empty: drop images without non-crowd boxes, *after* malformed boxes are left out.
         kwargs: the rest of ``get_detection_dataset_dicts``'s arguments.
     Returns:
@@ -45,6 +54,7 @@ def get_dataset_dicts(
     dicts = get_detection_dataset_dicts(names, filter_empty=False, **kwargs)
     if not isinstance(dicts, list):
         return dicts
+    dicts = check_images(dicts, dataset=",".join(names), skip_bad=skip_bad_images)
     if dicts and "annotations" in dicts[0]:
         dicts = report_malformed_boxes(dicts, dataset=",".join(names), strict=strict_boxes)
         if filter_empty:

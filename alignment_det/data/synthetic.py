@@ -7,7 +7,9 @@ the first time the dataset is loaded; the same seed always gives the same bytes.
 """
 import json
 import os
+import shutil
 import tempfile
+from typing import Dict, Sequence
 
 import numpy as np
 
@@ -52,26 +54,15 @@ def _draw(rng: np.random.Generator, img: np.ndarray, cls: int, box) -> None:
         cv2.fillPoly(img, [pts], colour)
 
 
-def make_synthetic_coco(out_dir: str, num_images: int, seed: int) -> str:
-    """Write ``num_images`` images and ``annotations.json`` to ``out_dir``; return the json path.
-
-    Each image is 96-160 x 128-192 px with 1-4 non-overlapping shapes of 16-64 px.
-    Writing goes through a temporary folder renamed into place, so processes that
-    generate the same split at once (``--num-gpus 2``) never see half a dataset.
-    """
-    cv2 = _cv2()
-    json_path = os.path.join(out_dir, "annotations.json")
-    if os.path.isfile(json_path):
-        return json_path
-    parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=parent, prefix=".tmp_")
+def synthetic_images(num_images: int, seed: int):
+    """Yield ``(image_id, BGR image (H, W, 3) uint8, boxes [(x0, y0, x1, y1)], classes [int])``
+    for images 1..``num_images``: 96-160 x 128-192 px with 1-4 non-overlapping shapes of 16-64 px
+    (classes index :data:`SYNTHETIC_CLASSES`)."""
     rng = np.random.default_rng(seed)
-    images, annotations = [], []
     for image_id in range(1, num_images + 1):
         h, w = int(rng.integers(96, 161)), int(rng.integers(128, 193))
         img = _background(rng, h, w)
-        boxes = []
+        boxes, classes = [], []
         for _ in range(int(rng.integers(1, 5))):
             for _attempt in range(20):
                 bw, bh = rng.uniform(16, 64, size=2)
@@ -85,26 +76,86 @@ def make_synthetic_coco(out_dir: str, num_images: int, seed: int) -> str:
             cls = int(rng.integers(0, len(SYNTHETIC_CLASSES)))
             _draw(rng, img, cls, box)
             boxes.append(box)
-            annotations.append(
-                dict(
-                    id=len(annotations) + 1, image_id=image_id, category_id=cls + 1, iscrowd=0,
-                    bbox=[box[0], box[1], box[2] - box[0], box[3] - box[1]],
-                    area=(box[2] - box[0]) * (box[3] - box[1]),
-                )
-            )
-        file_name = f"{image_id:05d}.png"
-        cv2.imwrite(os.path.join(tmp, file_name), img)
-        images.append(dict(id=image_id, file_name=file_name, height=h, width=w))
-    categories = [dict(id=i + 1, name=n) for i, n in enumerate(SYNTHETIC_CLASSES)]
-    with open(os.path.join(tmp, "annotations.json"), "w") as f:
-        json.dump(dict(images=images, annotations=annotations, categories=categories), f)
+            classes.append(cls)
+        yield image_id, img, boxes, classes
+
+
+def _write_into_place(out_dir: str, write) -> None:
+    """``write(folder)`` into a temporary folder renamed to ``out_dir``, so that processes that
+    generate the same split at once (``--num-gpus 2``) never see half a dataset."""
+    parent = os.path.dirname(os.path.abspath(out_dir))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=parent, prefix=".tmp_")
+    write(tmp)
     try:
         os.rename(tmp, out_dir)
     except OSError:  # another process finished first: keep its copy
-        import shutil
-
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def make_synthetic_coco(out_dir: str, num_images: int, seed: int) -> str:
+    """Write ``num_images`` images (:func:`synthetic_images`) and ``annotations.json`` to
+    ``out_dir``; return the json path. Nothing is written when the json exists."""
+    json_path = os.path.join(out_dir, "annotations.json")
+    if os.path.isfile(json_path):
+        return json_path
+
+    def write(folder):
+        images, annotations = [], []
+        for image_id, img, boxes, classes in synthetic_images(num_images, seed):
+            for box, cls in zip(boxes, classes):
+                annotations.append(
+                    dict(
+                        id=len(annotations) + 1, image_id=image_id, category_id=cls + 1, iscrowd=0,
+                        bbox=[box[0], box[1], box[2] - box[0], box[3] - box[1]],
+                        area=(box[2] - box[0]) * (box[3] - box[1]),
+                    )
+                )
+            file_name = f"{image_id:05d}.png"
+            _cv2().imwrite(os.path.join(folder, file_name), img)
+            images.append(dict(id=image_id, file_name=file_name, height=img.shape[0], width=img.shape[1]))
+        categories = [dict(id=i + 1, name=n) for i, n in enumerate(SYNTHETIC_CLASSES)]
+        with open(os.path.join(folder, "annotations.json"), "w") as f:
+            json.dump(dict(images=images, annotations=annotations, categories=categories), f)
+
+    _write_into_place(out_dir, write)
     return json_path
+
+
+def make_synthetic_voc(
+    out_dir: str, splits: Dict[str, int], seed: int = 0, class_names: Sequence[str] = SYNTHETIC_CLASSES
+) -> str:
+    """Write a Pascal VOC folder of synthetic shapes to ``out_dir`` (``JPEGImages/*.jpg``,
+    ``Annotations/*.xml`` with 1-based pixel boxes, ``ImageSets/Main/<split>.txt``), ``splits``
+    giving each split's number of images (file stems ``<split>_<n>``); returns ``out_dir``.
+    The objects are named ``class_names`` (one name per shape of :data:`SYNTHETIC_CLASSES`);
+    register it with ``register_voc(name, out_dir, split, class_names=class_names)``."""
+    if len(class_names) != len(SYNTHETIC_CLASSES):
+        raise ValueError(f"class_names needs {len(SYNTHETIC_CLASSES)} names (one per shape), got {list(class_names)}")
+
+    def write(folder):
+        for sub in ("JPEGImages", "Annotations", os.path.join("ImageSets", "Main")):
+            os.makedirs(os.path.join(folder, sub))
+        for k, (split, num_images) in enumerate(splits.items()):
+            stems = []
+            for image_id, img, boxes, classes in synthetic_images(num_images, seed + k):
+                stem = f"{split}_{image_id:04d}"
+                _cv2().imwrite(os.path.join(folder, "JPEGImages", stem + ".jpg"), img)
+                objects = "".join(
+                    f"<object><name>{class_names[c]}</name><difficult>0</difficult><bndbox>"
+                    f"<xmin>{int(b[0]) + 1}</xmin><ymin>{int(b[1]) + 1}</ymin><xmax>{int(b[2])}</xmax><ymax>{int(b[3])}</ymax>"
+                    "</bndbox></object>"
+                    for b, c in zip(boxes, classes)
+                )
+                with open(os.path.join(folder, "Annotations", stem + ".xml"), "w") as f:
+                    f.write(f"<annotation><filename>{stem}.jpg</filename><size><width>{img.shape[1]}</width>"
+                            f"<height>{img.shape[0]}</height><depth>3</depth></size>{objects}</annotation>")
+                stems.append(stem)
+            with open(os.path.join(folder, "ImageSets", "Main", split + ".txt"), "w") as f:
+                f.write("\n".join(stems) + "\n")
+
+    _write_into_place(out_dir, write)
+    return out_dir
 
 
 def register_synthetic_datasets() -> None:

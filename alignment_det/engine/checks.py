@@ -1,19 +1,22 @@
 """Checks of a config against the machine and the data, run before anything trains or
 evaluates, each failing with an error that names the setting to change."""
 import logging
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
-from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import MetadataCatalog
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from ..data.register import dataset_thing_classes
 from .amp import resolve_amp_dtype
 
 logger = logging.getLogger("alignment_det")
 
 __all__ = [
     "ClassCountMismatchError",
+    "ClassNamesMismatchError",
     "check_amp",
+    "check_class_names",
     "check_dataset_classes",
     "check_device",
     "check_evaluator_classes",
@@ -24,6 +27,10 @@ __all__ = [
 
 
 class ClassCountMismatchError(ValueError):
+    pass
+
+
+class ClassNamesMismatchError(ValueError):
     pass
 
 
@@ -111,25 +118,73 @@ def check_dataset_classes(cfg, dataset, *, where: str) -> None:
             )
 
 
-def check_evaluator_classes(cfg, evaluator) -> None:
-    """The model's number of classes against each evaluator's dataset (``dataset_name``);
-    ``dataloader.evaluator`` may be one evaluator node or a list of them."""
-    found = model_num_classes(cfg)
-    if found is None or "evaluator" not in cfg.dataloader:
-        return
+def _evaluator_datasets(cfg) -> List[Tuple[str, str]]:
+    """(config key, dataset name) of each evaluator's ``dataset_name``; ``dataloader.evaluator``
+    may be one evaluator node or a list of them."""
+    if "evaluator" not in cfg.dataloader:
+        return []
     nodes = cfg.dataloader.evaluator
     nodes = list(nodes) if isinstance(nodes, (list, ListConfig)) else [nodes]
+    out = []
     for i, node in enumerate(nodes):
         name = node.get("dataset_name", None) if isinstance(node, (dict, DictConfig)) else None
-        if not isinstance(name, str):
-            continue
-        classes = MetadataCatalog.get(name).get("thing_classes", None)
-        if classes is None and name in DatasetCatalog.list():
-            DatasetCatalog.get(name)  # a COCO json sets its thing_classes when it is loaded
-            classes = MetadataCatalog.get(name).get("thing_classes", None)
+        if isinstance(name, str):
+            out.append(("dataloader.evaluator" + (f"[{i}]" if len(nodes) > 1 else "") + ".dataset_name", name))
+    return out
+
+
+def check_evaluator_classes(cfg) -> None:
+    """The model's number of classes against each evaluator's dataset (``dataset_name``)."""
+    found = model_num_classes(cfg)
+    if found is None:
+        return
+    for key, name in _evaluator_datasets(cfg):
+        classes = dataset_thing_classes(name)
         if classes is not None and len(classes) != found[1]:
-            where = "dataloader.evaluator" + (f"[{i}]" if len(nodes) > 1 else "")
-            _raise_mismatch(*found, f"the evaluator's dataset ({where}.dataset_name)", [name], classes)
+            _raise_mismatch(*found, f"the evaluator's dataset ({key})", [name], classes)
+
+
+def _loader_datasets(cfg, split: str) -> Optional[Tuple[str, str]]:
+    """(config key, first dataset name) of ``dataloader.<split>.dataset.names``, if it has one."""
+    node = cfg.dataloader.get(split, None)
+    dataset = node.get("dataset", None) if isinstance(node, DictConfig) else None
+    names = dataset.get("names", None) if isinstance(dataset, DictConfig) else None
+    if isinstance(names, (list, ListConfig)):
+        names = names[0] if len(names) else None
+    return (f"dataloader.{split}.dataset.names", names) if isinstance(names, str) else None
+
+
+def check_class_names(cfg) -> None:
+    """The train, test and evaluator datasets must have the same ``thing_classes``, by name and in
+    order: class index k must mean one thing in training, in the test loader and in evaluation
+    (a COCO json's classes follow its category ids, so two jsons with the same names under other
+    ids disagree). Raises :class:`ClassNamesMismatchError` showing every list.
+
+    The train and test datasets are compared when their class names are known without loading
+    them (set at registration, or by loading them earlier in this process: the trainer loads
+    both before training, and the test set before evaluation); each evaluator's dataset is loaded
+    when needed, as its evaluator will.
+    """
+    sources = []
+    for split in ("train", "test"):
+        found = _loader_datasets(cfg, split)
+        if found is not None:
+            classes = MetadataCatalog.get(found[1]).get("thing_classes", None)
+            if classes is not None:
+                sources.append((*found, list(classes)))
+    for key, name in _evaluator_datasets(cfg):
+        classes = dataset_thing_classes(name)
+        if classes is not None:
+            sources.append((key, name, classes))
+    if all(classes == sources[0][2] for _, _, classes in sources):
+        return
+    listed = "\n".join(f"  {key} {name!r}: {classes}" for key, name, classes in sources)
+    raise ClassNamesMismatchError(
+        "The datasets' class names differ (by name or by order), so class k would mean another class in "
+        f"training, testing or evaluation:\n{listed}\nUse datasets with the same classes in the same order: "
+        "COCO jsons with the same category ids and names (their order follows the ids), register_voc with the "
+        "same class_names list (README: 'Training on your own dataset')."
+    )
 
 
 # ----------------------------------------------------------------------------- batch size

@@ -5,6 +5,7 @@ import os
 from detectron2.engine import default_argument_parser, default_setup
 from detectron2.utils import comm
 
+from ..data.register import checked_registration_files, run_registration_files
 from .checkpoint import CheckedCheckpointer
 from .checks import check_device, check_max_iter
 from .config import load_config
@@ -26,6 +27,10 @@ Evaluate a checkpoint (COCO AP table):
 Resume the run in train.output_dir from its last checkpoint:
     python train_net.py --config-file configs/mal_R101.py --num-gpus 8 --resume
 
+Train on your own datasets, registered by a Python file of yours (README: 'Training on your own dataset'):
+    python train_net.py --register my_datasets.py --config-file configs/examples/custom_voc.py \
+        dataloader.train.dataset.names=myvoc_train dataloader.test.dataset.names=myvoc_val model.num_classes=3
+
 Overrides are key=value pairs after the options; an unknown key, or a value of the wrong
 type, is an error (prefix '+' to add a key on purpose).
 """
@@ -33,6 +38,12 @@ type, is an error (prefix '+' to add a key on purpose).
 
 def argument_parser():
     parser = default_argument_parser(epilog=EPILOG)
+    # One file per flag: with nargs="+" the key=value overrides after it would be taken for files.
+    parser.add_argument(
+        "--register", action="append", default=[], metavar="FILE.py",
+        help="a Python file that registers your datasets (alignment_det.data.register_coco_json / register_voc), "
+        "run in every training process before the config is loaded; repeat for several files",
+    )
     parser.add_argument(
         "--allow-arch-mismatch", action="store_true",
         help="--eval-only: evaluate a checkpoint saved by another meta-architecture or box coder than the "
@@ -93,6 +104,8 @@ def write_eval_results(output_dir: str, results, iteration: int) -> None:
 
 
 def main(args):
+    # Here, not in invoke_main: launch() spawns fresh processes, and each one needs the datasets.
+    run_registration_files(getattr(args, "register", []))
     cfg = load_config(args.config_file, args.opts)  # unknown keys, wrong types: before anything is built
     check_device(cfg)
     if not args.eval_only:
@@ -121,6 +134,7 @@ def main(args):
 
 def invoke_main(argv=None):
     args = parse_args(argv)
+    args.register = checked_registration_files(args.register)  # before any process is started
     # launch() reads the config file in every process, so resolve a zoo name once here.
     if args.config_file and not os.path.isfile(args.config_file):
         from .config import resolve_config_file

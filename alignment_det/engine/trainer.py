@@ -9,8 +9,10 @@ Detectron2's ``DefaultTrainer`` reads the yacs config (``cfg.SOLVER.*``) in its
 
 Added over Detectron2: mixed precision on CUDA and CPU (``amp.py``: fp16 / bf16 autocast),
 up-front checks (``checks.py``: CUDA device, AMP dtype, the model's number
-of classes against the train, test and evaluator datasets, the total batch against the
-config's reference batch with ``train.auto_scale_lr``), an EMA of the weights
+of classes against the train, test and evaluator datasets, their class names against each
+other, the total batch against the config's reference batch with ``train.auto_scale_lr``;
+the test dataset, its images included, is loaded and checked before training too), image
+reads that name a file that fails (``alignment_det.data.image_check``), an EMA of the weights
 (``train.model_ema``, ``ema.py``) and atomic, resume-safe checkpoints (``checkpoint.py``).
 
 Schedule on ``--resume``: every checkpoint records the run's schedule (``train.max_iter``, the lr
@@ -47,12 +49,14 @@ from .amp import AutocastTrainer
 from .checkpoint import CheckedCheckpointer, unwrap_model
 from .checks import (
     check_amp,
+    check_class_names,
     check_dataset_classes,
     check_device,
     check_evaluator_classes,
     check_max_iter,
     lr_scale_for_batch,
 )
+from ..data.image_check import ImageNamingMapper
 from .config import instantiate_with
 from .ema import EMA_CHECKPOINT_KEY, ModelEMA, ModelEMAHook, load_ema_weights
 
@@ -141,15 +145,35 @@ def build_model(cfg) -> torch.nn.Module:
     return model.to(torch.device(cfg.train.device))
 
 
+def _build_dataset(cfg, split: str):
+    """Instantiate ``dataloader.<split>.dataset`` (``get_dataset_dicts`` checks its registration,
+    files, images and boxes) and check its classes against the model."""
+    dataset = instantiate(cfg.dataloader[split].dataset)
+    check_dataset_classes(cfg, dataset, where=f"dataloader.{split}")
+    return dataset
+
+
 def _build_loader(cfg, split: str):
     """Instantiate ``dataloader.<split>``, its dataset first so that the dataset's classes are
-    checked against the model before the loader exists."""
+    checked against the model before the loader exists; its mapper's failures to read an image
+    name the file (``ImageNamingMapper``)."""
     node = cfg.dataloader[split]
     if "dataset" not in node:
         return instantiate(node)
-    dataset = instantiate(node.dataset)
-    check_dataset_classes(cfg, dataset, where=f"dataloader.{split}")
-    return instantiate_with(node, dataset=dataset)
+    built = dict(dataset=_build_dataset(cfg, split))
+    if node.get("mapper", None) is not None:
+        built["mapper"] = ImageNamingMapper(instantiate(node.mapper))
+    return instantiate_with(node, **built)
+
+
+def check_data_before_training(cfg) -> None:
+    """What evaluation will read, checked before the first iteration: the test dataset (its
+    images, boxes and number of classes), the evaluators' numbers of classes, and the class
+    names of the train, test and evaluator datasets (the train set already loaded)."""
+    if "test" in cfg.dataloader and "dataset" in cfg.dataloader.test:
+        _build_dataset(cfg, "test")
+    check_evaluator_classes(cfg)
+    check_class_names(cfg)
 
 
 class LastStepEvalHook(hooks.EvalHook):
@@ -195,9 +219,11 @@ class Trainer(DefaultTrainer):
             setup_logger(name="alignment_det")
         check_max_iter(cfg)
         amp_dtype = check_amp(cfg)
+        # The data first: a dataset error then comes before the model is built.
+        data_loader = self.build_train_loader(cfg)
+        check_data_before_training(cfg)
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
-        data_loader = self.build_train_loader(cfg)
         model = create_ddp_model(model, device=cfg.train.device, **cfg.train.ddp)
         if amp_dtype is None:
             self._trainer = SimpleTrainer(model, data_loader, optimizer)
@@ -385,7 +411,8 @@ class Trainer(DefaultTrainer):
             logger.warning("No dataloader.evaluator in the config: skipping evaluation.")
             return OrderedDict()
         if evaluators is None:
-            check_evaluator_classes(cfg, evaluator)
+            check_evaluator_classes(cfg)
+            check_class_names(cfg)
         results = inference_on_dataset(model, loader, evaluator)
         if comm.is_main_process() and results:
             print_csv_format(results)

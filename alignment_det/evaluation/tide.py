@@ -38,9 +38,16 @@ def tide_errors(images: Sequence[Mapping], *, pos_thr: float = 0.5, bg_thr: floa
     nan["ap50"] = float("nan")
     classes = set()
     gt_images, annotations, detections = [], [], []
+    # hotcoco takes integer image ids only; a dataset's own may be strings (VOC: the file stem,
+    # "cat_01"). Number the records' ids 1, 2, ... in order of appearance, keeping them distinct.
+    hotcoco_ids: Dict[object, int] = {}
     for idx, rec in enumerate(images):
-        image_id = int(rec.get("image_id", idx + 1))
-        gt_images.append({"id": image_id, "height": int(rec.get("height", 0)), "width": int(rec.get("width", 0))})
+        key = rec.get("image_id", ("record", idx))
+        if key in hotcoco_ids:
+            image_id = hotcoco_ids[key]
+        else:
+            image_id = hotcoco_ids[key] = len(hotcoco_ids) + 1
+            gt_images.append({"id": image_id, "height": int(rec.get("height", 0)), "width": int(rec.get("width", 0))})
         gt_classes = np.asarray(rec.get("gt_classes", []), dtype=np.int64).reshape(-1)
         crowd = np.asarray(rec.get("gt_crowd", np.zeros(len(gt_classes), bool)), dtype=bool).reshape(-1)
         for box, c, cr in zip(_xywh(rec.get("gt_boxes", np.zeros((0, 4)))), gt_classes, crowd):

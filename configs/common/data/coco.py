@@ -12,7 +12,9 @@ dataloader = OmegaConf.create()
 dataloader.train = L(build_detection_train_loader)(
     # strict_boxes=True: malformed boxes (NaN, negative or zero size, outside the image) are an
     # error; False: they are left out with one warning (alignment_det.data.box_report).
-    dataset=L(get_dataset_dicts)(names="coco_2017_train", strict_boxes=False),
+    # skip_bad_images=True: images that are missing or whose header does not decode are left out
+    # with one warning; False: they are an error before training (alignment_det.data.image_check).
+    dataset=L(get_dataset_dicts)(names="coco_2017_train", strict_boxes=False, skip_bad_images=False),
     mapper=L(DatasetMapper)(
         is_train=True,
         augmentations=[
@@ -33,7 +35,7 @@ dataloader.train = L(build_detection_train_loader)(
 dataloader.reference_batch_size = 16
 
 dataloader.test = L(build_detection_test_loader)(
-    dataset=L(get_dataset_dicts)(names="coco_2017_val", filter_empty=False, strict_boxes=False),
+    dataset=L(get_dataset_dicts)(names="coco_2017_val", filter_empty=False, strict_boxes=False, skip_bad_images=False),
     mapper=L(DatasetMapper)(
         is_train=False,
         augmentations=[L(T.ResizeShortestEdge)(short_edge_length=800, max_size=1333)],
