@@ -138,7 +138,7 @@ def test_resume_under_the_same_schedule_says_nothing(finished, tmp_path):
 def test_checkpoints_record_their_architecture_and_box_coder(finished):
     saved = torch.load(finished / "model_final.pth", weights_only=True)
     assert saved["architecture"] == {
-        "meta_architecture": "detectron2.modeling.meta_arch.retinanet.RetinaNet",
+        "meta_architecture": "alignment_det.modeling.meta_arch.dense.RetinaNet",
         "box_coder": "Box2BoxTransform(weights=(1.0, 1.0, 1.0, 1.0))",
     }
     assert saved["trainer"]["schedule"]["max_iter"] == MAX_ITER
@@ -150,7 +150,7 @@ def test_eval_only_of_another_architecture_is_an_error_unless_allowed(finished, 
     assert proc.returncode != 0
     err = proc.stderr
     assert "CheckpointMismatchError" in err and "was saved by another architecture than the config's" in err
-    assert ("meta_architecture detectron2.modeling.meta_arch.retinanet.RetinaNet (checkpoint) vs "
+    assert ("meta_architecture alignment_det.modeling.meta_arch.dense.RetinaNet (checkpoint) vs "
             "alignment_det.modeling.meta_arch.mal.MALRetinaNet (config)") in err
     assert ("box_coder Box2BoxTransform(weights=(1.0, 1.0, 1.0, 1.0)) (checkpoint) vs "
             "Box2BoxTransform(weights=(10.0, 10.0, 5.0, 5.0)) (config)") in err
