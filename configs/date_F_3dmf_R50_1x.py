@@ -1,6 +1,6 @@
 """DATE-F + 3D max filtering, R50-FPN, 12 epochs (paper: 38.9 AP vs DeFCN 37.8).
 
-DeFCN's 3DMF on the o2o branch (ALGORITHMS.md §4.1): the o2o probability is ``σ(cls)·σ(f)`` in
+DeFCN's 3DMF on the o2o branch (docs/methods.md#date-head): the o2o probability is ``σ(cls)·σ(f)`` in
 matching, loss and inference; no DeFCN auxiliary loss.
 """
 from .date_F_R50_1x import dataloader, lr_multiplier, model, optimizer, train

@@ -1,8 +1,8 @@
-"""DATE-F R50-FPN, 12 epochs on COCO (ALGORITHMS.md §4; paper: 37.3 AP).
+"""DATE-F R50-FPN, 12 epochs on COCO (docs/methods.md#date; paper: 37.3 AP).
 
 Detectron2's FCOS R50-FPN with the DATE head (shared towers, o2o + FCOS-style o2m predictors), the
 o2o branch alone at test time (no NMS), AdamW 4e-4 with backbone lr x0.1, full-model gradient clipping
-at L2 norm 0.1 and a 1000-iteration linear warm-up from x0.001 (§4.3, the DATE code's adamw_1x).
+at L2 norm 0.1 and a 1000-iteration linear warm-up from x0.001 (docs/methods.md#date-defaults, the DATE code's adamw_1x).
 Training data: single scale (1333, 800) + flip, as the DATE code's coco_det_1x.
 
 Schedule: Detectron2's 1x (90k iterations at 16 images, decays at 60k / 80k), i.e. 12.3 epochs with
@@ -28,7 +28,7 @@ model.o2m = "fcos"
 model.o2o_matcher = "poto"
 model.poto_alpha = 0.8
 model.center_radius = 1.5
-model.empty_center_fallback = True  # deviation from the code, ALGORITHMS.md §4.5
+model.empty_center_fallback = True  # deviation from the code, docs/methods.md#date-choices
 model.o2o_loss_weights = (2.0, 5.0, 2.0)
 model.lambda_o2o = 1.0
 model.lambda_o2m = 1.0
@@ -42,7 +42,7 @@ model.head.o2m = "${..o2m}"
 model.head.share_subnets = True
 model.head.use_3dmf = False
 
-# --- optimizer (§4.3) --------------------------------------------------------------------------
+# --- optimizer (docs/methods.md#date-defaults) --------------------------------------------------------------------------
 optimizer.lr = 4e-4
 optimizer.weight_decay = 1e-4
 # mmdet's custom_keys={'backbone': lr_mult 0.1, decay_mult 1.0}: norm layers keep weight decay.

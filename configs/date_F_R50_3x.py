@@ -1,7 +1,7 @@
 """DATE-F R50-FPN, 36 epochs on COCO (paper: 40.6 AP), as the DATE code's date_r50_36e_8x2.
 
 Same model and optimizer as ``date_F_R50_1x.py``; DETR-style multi-scale training and the real
-36-epoch schedule (ALGORITHMS.md §4.3 / §8), not Detectron2's "3x" (270k iterations, decays at
+36-epoch schedule (docs/methods.md#date-defaults), not Detectron2's "3x" (270k iterations, decays at
 210k / 250k = epochs 28.7 / 34.1).
 
 Schedule arithmetic, 16 images per iteration (8 GPUs x 2), COCO train2017 with Detectron2's

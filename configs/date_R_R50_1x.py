@@ -1,7 +1,7 @@
 """DATE-R R50-FPN, 12 epochs on COCO (paper: 37.0 AP; 37.6 with separate subnets,
 ``model.head.share_subnets=False``).
 
-``date_F_R50_1x.py`` with a RetinaNet-style one-to-many branch (ALGORITHMS.md §4.2 item 4): 9 anchors
+``date_F_R50_1x.py`` with a RetinaNet-style one-to-many branch (docs/methods.md#date-losses): 9 anchors
 per location (octave base 4, scales 2^0, 2^(1/3), 2^(2/3), ratios 0.5 / 1 / 2), Detectron2's
 ``Matcher([0.4, 0.5], [0, -1, 1], allow_low_quality_matches=True)``, focal x2 + L1 on
 ``Box2BoxTransform`` deltas (weights 1) x2. Inference keeps the top 1000 per level (the DATE-R code's

@@ -1,5 +1,5 @@
 """Faster R-CNN R50-FPN 1x COCO with ALWA on the RPN only, as the paper (and its code,
-through mmdet's ``RPNHead``) does for two-stage detectors (ALGORITHMS.md §2.3, §2.6):
+through mmdet's ``RPNHead``) does for two-stage detectors (docs/methods.md#alwa-defaults):
 α·λ0 on ``loss_rpn_cls``, λ0 on ``loss_rpn_loc``; the ROI-head losses ``loss_cls`` and
 ``loss_box_reg`` pass through unweighted. Detector keys as the baseline's (``model.*``);
 ALWA keys: ``model.alwa.*``.

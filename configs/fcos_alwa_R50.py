@@ -1,4 +1,4 @@
-"""FCOS R50-FPN 1x COCO with ALWA (ALGORITHMS.md §2.5, not in the paper): α·λ0 on
+"""FCOS R50-FPN 1x COCO with ALWA (docs/methods.md#alwa-choices, not in the paper): α·λ0 on
 ``loss_fcos_cls``, λ0 on ``loss_fcos_loc``, ``loss_fcos_ctr`` (centerness) unweighted.
 Detector keys as the baseline's (``model.*``); ALWA keys: ``model.alwa.*``."""
 from alignment_det.modeling.alwa import add_alwa

@@ -1,6 +1,6 @@
 """HCRAL on FCOS+ATSS R101-DCN-FPN with AUX, 2x + multi-scale training (paper, test-dev: 49.3 AP).
 
-``hcral_atss_R101_2x_ms.py`` plus (ALGORITHMS.md §3.1):
+``hcral_atss_R101_2x_ms.py`` plus (docs/methods.md#atss-detector):
 * modulated deformable convs (DCNv2) in every 3x3 conv of res3-res5 (mmdet ``stage_with_dcn=(False,
   True, True, True)``): Detectron2's ``DeformBottleneckBlock``, whose operator is **CUDA only**;
 * the head's AUX: VarifocalNet's star-deformable refinement of box and class (initial box x1.5,

@@ -3,7 +3,7 @@
 2x = Detectron2's 180k iterations at 16 images (decays at 120k / 160k; 24.6 epochs for the paper's
 24). Multi-scale: short side sampled in [480, 960], long side <= 1333 (mmdet's ``multiscale_mode=
 'range'`` of VFNet / GFL, whose results the paper compares with). Warm-up: 500 iterations from x0.1,
-the paper's ratio for its FCOS+ATSS runs (VFNet's code base; 0.001 is for its ATSS runs, §3.6).
+the paper's ratio for its FCOS+ATSS runs (VFNet's code base; 0.001 is for its ATSS runs, docs/methods.md#hcral-defaults).
 """
 from .common.data.augmentations import resize_flip
 from .common.schedules import coco_schedule

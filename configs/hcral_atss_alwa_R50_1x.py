@@ -1,4 +1,4 @@
-"""HCRAL-ATSS R50-FPN 1x with ALWA (ALGORITHMS.md §2): ALWA_2, λ0 = 1, C = 100, weighting HCRA-C
+"""HCRAL-ATSS R50-FPN 1x with ALWA (docs/methods.md#alwa): ALWA_2, λ0 = 1, C = 100, weighting HCRA-C
 (``loss_cls``) against HCRA-R (``loss_box_reg``); the quality loss passes through unweighted.
 
 Detector keys as the baseline's (``model.num_classes=20``); ALWA keys: ``model.alwa.*``, as in

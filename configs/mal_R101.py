@@ -1,4 +1,4 @@
-"""MAL R101-FPN on COCO (ALGORITHMS.md §1.4, code ``mal_R-101-FPN.yaml``): as ``mal_R50`` with a
+"""MAL R101-FPN on COCO (docs/methods.md#mal-defaults, code ``mal_R-101-FPN.yaml``): as ``mal_R50`` with a
 ResNet-101 backbone and the longer schedule, 180k iterations with decays at 120k / 160k; bag size 40,
 short side 800."""
 from .common.schedules import multistep

@@ -1,4 +1,4 @@
-"""MAL R50-FPN on COCO (ALGORITHMS.md §1.4, code values of ``DeLightCMU/MAL`` ``mal_R-50-FPN.yaml``).
+"""MAL R50-FPN on COCO (docs/methods.md#mal-defaults, code values of ``DeLightCMU/MAL`` ``mal_R-50-FPN.yaml``).
 
 RetinaNet R50-FPN with MAL's bag loss, all -> top-1 selection and symmetric-step anchor depression;
 16 images/batch, SGD lr 0.01, warm-up 500 it, 135k iterations with decays at 90k / 120k, frozen BN,
@@ -22,7 +22,7 @@ model._target_ = MALRetinaNet
 del model.anchor_matcher
 del model.focal_loss_alpha
 del model.focal_loss_gamma
-# §1.2: MAL's box coder, used by the bag loss and by inference alike.
+# docs/methods.md#mal-defaults: MAL's box coder, used by the bag loss and by inference alike.
 model.box2box_transform = L(Box2BoxTransform)(weights=[10.0, 10.0, 5.0, 5.0])
 model.head.prior_prob = 0.02
 # T of lambda = t / T and of the depression schedule follows the training length (resume-safe: t is
@@ -34,12 +34,12 @@ model.bag_smooth_l1_beta = 0.11
 model.saturation_thresh = 0.6
 model.pos_neg_alpha = 0.5
 model.neg_gamma = 2.0
-model.selection = "schedule"  # A1: the paper's all -> top-1; "all" = released code
+model.selection = "schedule"  # docs/methods.md#mal-choices: the paper's all -> top-1; "all" = released code
 model.depression_schedule = "symmetric_step"  # code IA_TYPE=5; "off" disables depression
 model.depression_max_ratio = 0.5
 model.depression_scale = 0.25
 
-# §1.4: single-scale training at short side 800 for R50/R101 (maskrcnn-benchmark MIN_SIZE_TRAIN 800).
+# docs/methods.md#mal-defaults: single-scale training at short side 800 for R50/R101 (maskrcnn-benchmark MIN_SIZE_TRAIN 800).
 dataloader.train.mapper.augmentations = [
     L(T.ResizeShortestEdge)(short_edge_length=(800,), sample_style="choice", max_size=1333),
     L(T.RandomFlip)(horizontal=True),

@@ -1,8 +1,8 @@
-"""MAL X101-FPN on COCO (ALGORITHMS.md §1.4): ResNeXt-101 32x8d built as Detectron2's
+"""MAL X101-FPN on COCO (docs/methods.md#mal-defaults): ResNeXt-101 32x8d built as Detectron2's
 ``build_resnet_backbone`` builds it (bottleneck width 32 x 8 = 256 doubling per stage, stride in the
 3x3 conv, FAIR ImageNet weights with their pixel std), 180k iterations with decays at 120k / 160k,
 bag size 50 (code value for X101) and multi-scale training, short side sampled in [640, 800]
-(``DeLightCMU/MAL`` ``version_0``; the KevinKecc config uses 480-960, see ambiguity notes in §8).
+(``DeLightCMU/MAL`` ``version_0``; the KevinKecc config uses 480-960, see docs/methods.md#mal-choices).
 """
 from detectron2.config import LazyCall as L
 from detectron2.data import transforms as T

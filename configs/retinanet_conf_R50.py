@@ -1,4 +1,4 @@
-"""RetinaNet-Conf R50-FPN 1x on COCO at the paper's input scale (ALGORITHMS.md §5).
+"""RetinaNet-Conf R50-FPN 1x on COCO at the paper's input scale (docs/methods.md#retinanet-conf).
 
 Detectron2's RetinaNet R50-FPN with an object-confidence conv on the classification tower
 (``RetinaNetConfHead``), ``loss_obj`` on the IoU of each positive's decoded box, and
@@ -15,7 +15,7 @@ from .retinanet_R50 import dataloader, lr_multiplier, model, optimizer, train
 
 model._target_ = RetinaNetConf
 model.head._target_ = RetinaNetConfHead
-# MODEL.RETINANET_CONF.* of ALGORITHMS.md §10, all explicit so they can be overridden.
+# The model keys of docs/methods.md#retinanet-conf-defaults, all explicit so they can be overridden.
 model.fusion_alpha = 0.4  # s = cls^(1-a) * obj^a; 0 = rank by the class score alone
 model.obj_loss_weight = 1.0
 model.neg_weight = 0.0  # 1e-4 = the paper's CELoss_w

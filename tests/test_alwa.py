@@ -1,4 +1,4 @@
-"""ALWA controller (ALGORITHMS.md §2, §6, §8 A3, §11.2). CPU, no Detectron2.
+"""ALWA controller (docs/methods.md#alwa). CPU, no Detectron2.
 
 Hand-computed reference windows used below (C = 3, sample std with ddof = 1):
   X = [1, 2, 3]:      mean 2,   deviations (-1, 0, 1),      Σd² = 2,   var = 2/2 = 1,      std = 1
@@ -97,7 +97,7 @@ def test_weighted_vs_raw_statistics_and_oscillation():
     # Window 1 (alpha = 1, weighted == raw): X / Y -> alpha = .5 in both modes.
     # Window 2: raw cls Z (std 1.02), raw reg Y (std .5).
     #   raw:      a = 1.02, b = .5 -> alpha = .5/1.02
-    #   weighted: cls values are .5*Z, std .51 > .5 -> alpha = .5/.51 (~0.98): jumps back to ~1 (§2.2 note)
+    #   weighted: cls values are .5*Z, std .51 > .5 -> alpha = .5/.51 (~0.98): jumps back to ~1 (docs/methods.md#alwa-choices)
     cls = [1, 2, 3, 2, 3.02, 4.04]
     reg = [1, 1.5, 2, 1, 1.5, 2]
     w, r = make(stats_on="weighted"), make(stats_on="raw")

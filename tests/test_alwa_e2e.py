@@ -1,4 +1,4 @@
-"""ALWA in the Detectron2 layer (``alignment_det.modeling.alwa.with_alwa``, ALGORITHMS.md §2):
+"""ALWA in the Detectron2 layer (``alignment_det.modeling.alwa.with_alwa``, docs/methods.md#alwa):
 the hook on RetinaNet, FCOS and Faster R-CNN (tiny), logging, checkpoints, resume mid-window
 through train_net.py, two CPU processes, and the configs."""
 import copy
@@ -109,7 +109,7 @@ def capture_raw(model):
 
 
 def closed_form(cls_vals, reg_vals, alpha, variant, lambda0=1.0):
-    """α after one window, written from ALGORITHMS.md §2.2 (weighted statistics, ddof = 1)."""
+    """α after one window, written from docs/methods.md#alwa-weight-update (weighted statistics, ddof = 1)."""
     c = [x * alpha * lambda0 for x in cls_vals]
     r = [x * lambda0 for x in reg_vals]
     if variant == "ALWA_1":

@@ -1,4 +1,4 @@
-"""MAL anchor depression (ALGORITHMS.md §1.3 step 2, §11.1, A1)."""
+"""MAL anchor depression (docs/methods.md#mal-anchor-depression)."""
 import math
 
 import pytest
@@ -38,10 +38,10 @@ def test_depression_by_hand():
 def test_ratio_zero_is_identity_and_half_depresses_exactly_half():
     torch.manual_seed(0)
     u = torch.randn(2, 8, 7, 9)
-    # §11.1: rho = 0 -> mask empty, multiplier all ones
+    # rho = 0 -> mask empty, multiplier all ones
     assert not depression_mask(u, ratio=0.0).any()
     assert torch.equal(depress_features(u, ratio=0.0), u)
-    # §11.1: rho = .5 -> exactly floor(63 / 2) = 31 positions per image scaled by .25 (random input: no ties)
+    # rho = .5 -> exactly floor(63 / 2) = 31 positions per image scaled by .25 (random input: no ties)
     mask = depression_mask(u, ratio=0.5)
     assert mask.sum(dim=(1, 2)).tolist() == [31, 31]
     v = depress_features(u, ratio=0.5)

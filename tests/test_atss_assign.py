@@ -1,4 +1,4 @@
-"""ATSS / EATSS assignment on plain tensors (ALGORITHMS.md §3.2, §3.8, §11.3). No Detectron2."""
+"""ATSS / EATSS assignment on plain tensors (docs/methods.md#atss-assignment). No Detectron2."""
 import statistics
 
 import pytest
@@ -151,7 +151,7 @@ def _single_gt_positives(anchors, npl, gt, **kw):
 
 
 def test_eatss_adds_at_most_l_priors_per_gt_and_never_outside_it():
-    """§11.3: per GT, EATSS = ATSS's positives + at most l priors, all with centre inside the GT."""
+    """Per GT, EATSS = ATSS's positives + at most l priors, all with centre inside the GT."""
     anchors, npl = square_anchor_grid(256, 320)
     ctr = (anchors[:, :2] + anchors[:, 2:]) / 2
     gts = random_boxes(40, 256, 320, seed=3, min_side=4.0)
@@ -186,7 +186,7 @@ def test_chunking_does_not_change_the_result():
 
 
 def test_thousand_boxes_on_an_800x1333_image():
-    """§3.8: 1,000 GTs on the ~22k priors of an 800x1333 input (chunked; speed is in benchmarks/)."""
+    """docs/methods.md#hcral-edge-cases: 1,000 GTs on the ~22k priors of an 800x1333 input (chunked; speed is in benchmarks/)."""
     anchors, npl = square_anchor_grid(800, 1344)
     gts = random_boxes(1000, 800, 1344, seed=2, min_side=8.0)
     r = atss_assign(anchors, npl, gts, num_extra=3)

@@ -213,7 +213,7 @@ def test_nms_at_inference_is_an_option_for_checking_the_method():
 
 
 def _reference_detections(model, images_list):
-    """Literal §4.4: per level score > thr, top-k per level, merge, top-k per image (loops)."""
+    """docs/methods.md#date-inference, literally: per level score > thr, top-k per level, merge, top-k per image (loops)."""
     with torch.no_grad():
         x = (images_list[0][None] - model.pixel_mean) / model.pixel_std
         feats = model.backbone(x)

@@ -1,4 +1,4 @@
-"""DATE o2o (OneNet-weighted) and FCOS o2m losses (ALGORITHMS.md §4.2 items 2-3)."""
+"""DATE o2o (OneNet-weighted) and FCOS o2m losses (docs/methods.md#date-losses)."""
 import math
 
 import pytest

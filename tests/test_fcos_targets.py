@@ -1,4 +1,4 @@
-"""FCOS o2m targets with mmdet FCOSHead semantics (ALGORITHMS.md §4.2 item 3)."""
+"""FCOS o2m targets with mmdet FCOSHead semantics (docs/methods.md#date-losses)."""
 import math
 
 import pytest

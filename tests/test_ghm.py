@@ -1,4 +1,4 @@
-"""GHM harmoniser (ALGORITHMS.md §3.3, §3.8, §11.3). No Detectron2."""
+"""GHM harmoniser (docs/methods.md#ghm-harmoniser). No Detectron2."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -46,7 +46,7 @@ def random_step(seed, shape=(2, 300, 4)):
 
 @pytest.mark.parametrize("momentum", [0.75, 0.0])
 def test_weights_and_loss_equal_mmdet_ghmc_over_several_steps(momentum):
-    """§11.3: identical inputs, ω = RCI = 1 -> HCRA-C is mmdet's GHM-C (EMA from zero as mmdet)."""
+    """Identical inputs, ω = RCI = 1 -> HCRA-C is mmdet's GHM-C (EMA from zero as mmdet)."""
     harm = GHMHarmonizer(bins=20, momentum=momentum, ema_init="zero")
     # ω = 1 needs u = 1 for positive priors with μ = 1 (1 - 1·(1-1)² = 1 for their negative classes)
     # and u = 0 for background priors (1 - 0 = 1); RCI off.

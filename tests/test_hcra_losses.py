@@ -1,4 +1,4 @@
-"""HCRA-C and HCRA-R on plain tensors (ALGORITHMS.md §3.3, §3.4, §3.8, §11.3). No Detectron2."""
+"""HCRA-C and HCRA-R on plain tensors (docs/methods.md#hcra-c). No Detectron2."""
 import math
 
 import pytest
@@ -79,7 +79,7 @@ def test_hcrac_loss_by_hand():
 
 
 def test_hcrac_image_without_gt_is_all_negative_with_unit_factors():
-    """§3.8: G = 0 -> every element negative with u = 0 -> ω = 1, RCI = 1: L = Σ β·BCE / tot."""
+    """docs/methods.md#hcral-edge-cases: G = 0 -> every element negative with u = 0 -> ω = 1, RCI = 1: L = Σ β·BCE / tot."""
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(1, 50, 3, generator=g)
     targets = torch.zeros_like(logits)
@@ -124,7 +124,7 @@ def test_hcrar_factors_by_hand():
 
 
 def test_rci_reg_is_never_negative():
-    """§11.3: RCI_reg >= 0 for any score and IoU, including s < -α (clamped a = 0) and IoU 0 or 1."""
+    """RCI_reg >= 0 for any score and IoU, including s < -α (clamped a = 0) and IoU 0 or 1."""
     g = torch.Generator().manual_seed(0)
     n = 2000
     xy = torch.rand(n, 2, generator=g) * 50
@@ -191,7 +191,7 @@ def test_hcrar_state_round_trip_and_fresh_start():
 # ----------------------------------------------------------------------------- DDP (gloo, CPU)
 def _hcrar_on_rank(rank):
     loss = HCRARLoss()
-    # rank 0 has two positives, rank 1 none (a rank without positives, §6)
+    # rank 0 has two positives, rank 1 none (a rank without positives, docs/methods.md#training-state)
     n = 2 if rank == 0 else 0
     pred = torch.tensor([[0.0, 0, 10, 10], [2.0, 2, 12, 14]])[:n]
     gt = torch.tensor([[0.0, 0, 10, 20], [0.0, 0, 10, 10]])[:n]

@@ -1,4 +1,4 @@
-"""HCRALATSS / HCRALRetinaNet end to end on Detectron2 (ALGORITHMS.md §3, §6, §11.6): training on
+"""HCRALATSS / HCRALRetinaNet end to end on Detectron2 (docs/methods.md#hcral-atss): training on
 empty / half-empty / crowded GT, switches, AUX (star-DCN offset layout), checkpoints, configs, the
 instant tests through train_net.py and the logged scalars."""
 from _requires import detectron2_or_skip
@@ -54,7 +54,7 @@ def test_hcral_atss_training_finite(case, variant):
     assert _grads_finite(model)
     assert "hcral/ghm_nonempty_bins" in scalars and scalars["hcral/ghm_nonempty_bins"] >= 1
     if case == "all_empty":
-        # §3.8: no positives -> reg / IoU losses 0 (in the graph), running mean not initialised
+        # docs/methods.md#hcral-edge-cases: no positives -> reg / IoU losses 0 (in the graph), running mean not initialised
         assert losses["loss_box_reg"].item() == 0 and losses["loss_quality"].item() == 0
         assert model.hcrar.num_updates.item() == 0
     else:
@@ -140,7 +140,7 @@ def test_quality_branch_target_is_the_iou_of_the_final_box():
 # ----------------------------------------------------------------------------- AUX (VFNet)
 def test_star_offsets_layout_samples_the_box_points():
     """deform_conv2d with a one-hot kernel at point k returns the input at the k-th star point:
-    (dy, dx) in {-t, 0, +b} x {-l, 0, +r}, row-major (torchvision = mmcv layout, §0.5)."""
+    (dy, dx) in {-t, 0, +b} x {-l, 0, +r}, row-major (torchvision = mmcv layout)."""
     H_, W_ = 12, 14
     ys, xs = torch.meshgrid(torch.arange(H_, dtype=torch.float32), torch.arange(W_, dtype=torch.float32), indexing="ij")
     feat = torch.stack([ys, xs])[None]  # channel 0 = row, channel 1 = column

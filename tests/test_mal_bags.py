@@ -1,4 +1,4 @@
-"""MAL anchor bags and the all -> top-1 selection schedule (ALGORITHMS.md §1.3 4b/4d, §1.6, A1)."""
+"""MAL anchor bags and the all -> top-1 selection schedule (docs/methods.md#mal-anchor-bags)."""
 import pytest
 import torch
 

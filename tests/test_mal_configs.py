@@ -22,7 +22,7 @@ INSTANT = "configs/quick_schedules/mal_instant_test.py"
 ABLATIONS = sorted(str(p.relative_to(REPO)) for p in (REPO / "projects" / "MAL" / "configs").glob("*.py"))
 ALL = ZOO + [INSTANT] + ABLATIONS
 
-# ALGORITHMS.md §1.4 (code values): bag size, iterations, LR decay steps.
+# docs/methods.md#mal-defaults (code values): bag size, iterations, LR decay steps.
 EXPECTED = {
     "configs/mal_R50.py": (40, 135000, [90000, 120000]),
     "configs/mal_R101.py": (40, 180000, [120000, 160000]),

@@ -1,4 +1,4 @@
-"""MAL bag losses (ALGORITHMS.md §1.3 steps 4-5, §1.6, §11.1, A1), checked against hand arithmetic."""
+"""MAL bag losses (docs/methods.md#mal-bag-losses), checked against hand arithmetic."""
 import math
 
 import pytest
@@ -158,7 +158,7 @@ def _single_image_scene(num_extra_images=0):
 
 
 def test_all_mode_is_minus_log_mean_max_over_whole_bag():
-    # §11.1; bag_size 10 > R = 3 -> k_bag = 3 (§1.6)
+    # bag_size 10 > R = 3 -> k_bag = 3 (docs/methods.md#mal-edge-cases)
     out = mal_losses(*_single_image_scene(), bag_size=10, progress=None)
     assert close(out["loss_mal_pos"], 0.5 * -math.log(17 / 29))
     assert out["num_selected"].item() == 3 and not out["num_selected"].requires_grad
@@ -170,7 +170,7 @@ def test_all_mode_is_minus_log_mean_max_over_whole_bag():
 
 
 def test_lambda_one_is_minus_log_max_and_mid_schedule_is_top_m():
-    # §11.1: lambda = 1 -> m = 1 -> -log max_j q_j
+    # lambda = 1 -> m = 1 -> -log max_j q_j
     out = mal_losses(*_single_image_scene(), bag_size=10, progress=1.0)
     assert close(out["loss_mal_pos"], 0.5 * -math.log(0.75))
     assert out["num_selected"].item() == 1

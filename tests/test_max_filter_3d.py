@@ -1,4 +1,4 @@
-"""3D Max Filtering for DATE's o2o branch (ALGORITHMS.md §4.1)."""
+"""3D Max Filtering for DATE's o2o branch (docs/methods.md#date-head)."""
 import pytest
 import torch
 import torch.nn.functional as F

@@ -1,4 +1,4 @@
-"""RetinaNet-Conf object-confidence targets and loss (ALGORITHMS.md §5.2, §5.5, §11.5), by hand."""
+"""RetinaNet-Conf object-confidence targets and loss (docs/methods.md#retinanet-conf-object-confidence), by hand."""
 import math
 
 import pytest

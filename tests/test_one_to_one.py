@@ -1,4 +1,4 @@
-"""DATE o2o assignment: centre prior, POTO quality, restricted Hungarian, fallback (ALGORITHMS.md §4)."""
+"""DATE o2o assignment: centre prior, POTO quality, restricted Hungarian, fallback (docs/methods.md#date)."""
 import math
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""End-to-end tests of RetinaNet-Conf in Detectron2 (ALGORITHMS.md §5, §11.5, §11.6).
+"""End-to-end tests of RetinaNet-Conf in Detectron2 (docs/methods.md#retinanet-conf).
 
 Tiny models (the instant-test shrink: ResNet-18, 64-channel FPN/head, 3 classes) on
 ~128 px random images, CPU.
@@ -115,7 +115,7 @@ def test_training_losses_finite_and_backprop(name, gts):
     grad = model.head.obj_score.weight.grad
     assert grad is not None and torch.isfinite(grad).all()
     if name == "all_empty":
-        # §5.5: no positives -> loss_obj is exactly 0 but still in the graph (zero gradient).
+        # docs/methods.md#retinanet-conf-edge-cases: no positives -> loss_obj is exactly 0 but still in the graph (zero gradient).
         assert losses["loss_obj"].item() == 0.0 and losses["loss_obj"].requires_grad
         assert torch.count_nonzero(grad) == 0
         assert "obj_target_mean_pos" not in scalars

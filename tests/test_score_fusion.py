@@ -1,4 +1,4 @@
-"""RetinaNet-Conf score fusion s = cls^(1-a) * obj^a (ALGORITHMS.md §5.3, §11.5), by hand."""
+"""RetinaNet-Conf score fusion s = cls^(1-a) * obj^a (docs/methods.md#retinanet-conf-score-fusion), by hand."""
 import math
 
 import pytest

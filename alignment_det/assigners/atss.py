@@ -1,4 +1,4 @@
-"""ATSS label assignment and its EATSS expansion, on plain tensors (ALGORITHMS.md §3.2).
+"""ATSS label assignment and its EATSS expansion, on plain tensors (docs/methods.md#atss-assignment).
 
 ATSS (Zhang et al., CVPR 2020; mmdet ``ATSSAssigner`` with ``topk = 9``), per GT ``g``:
 
@@ -15,8 +15,8 @@ EATSS (HCRAL paper, Algorithm 1), per GT with ``P_g ≠ ∅``, before step 4:
    inside g}`` (the candidates rejected only by the IoU threshold, within the positive radius);
 6. rank ``e ∈ E_g`` by ``IoU(·, g) · (1 - dist(e, g) / (Dis_f + 1e-6))`` and add the top
    ``num_extra`` (``l = 3``; all of ``E_g`` when it is smaller). The IoU is the anchor's
-   (``rank_boxes=None``, EATSS ``RANK_IOU="anchor"``) or that of another box per prior, e.g. the
-   detached predicted box (``"pred"``). The ranking form is our reading (A2 (d)): the paper only
+   (``rank_boxes=None``, ``model.eatss_rank_iou="anchor"``) or that of another box per prior, e.g. the
+   detached predicted box (``"pred"``). The ranking form is our reading (docs/methods.md#hcral-choices): the paper only
    says it combines distance and IoU.
 
 Everything is vectorised over GTs; GTs are processed ``gt_chunk_size`` at a time so that the
@@ -37,7 +37,7 @@ __all__ = ["ATSSAssignment", "atss_assign", "square_anchor_grid", "RANK_IOU_MODE
 RANK_IOU_MODES = ("anchor", "pred")
 # Step 3's "centre strictly inside": mmdet ATSSAssigner requires min(l, t, r, b) > 0.01 px.
 INSIDE_MARGIN = 0.01
-# Step 6's denominator guard, as written in ALGORITHMS.md §3.2.
+# Step 6's denominator guard, as written in docs/methods.md#eatss.
 _RANK_EPS = 1e-6
 
 

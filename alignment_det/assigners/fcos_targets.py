@@ -1,6 +1,6 @@
 """FCOS one-to-many targets with mmdet ``FCOSHead`` semantics (DATE-F o2m branch), plain tensors.
 
-ALGORITHMS.md §4.2 item 3 (mmdet ``FCOSHead._get_target_single`` with ``center_sampling=False``,
+docs/methods.md#date-losses (mmdet ``FCOSHead._get_target_single`` with ``center_sampling=False``,
 ``norm_on_bbox=False``), per image:
 
 * ``ltrb[r, g] = (x - x0, y - y0, x1 - x, y1 - y)`` in pixels;

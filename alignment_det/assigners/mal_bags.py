@@ -1,11 +1,11 @@
 """MAL anchor bags and the anchor-selection schedule (pure torch).
 
-Spec: ``ALGORITHMS.md`` §1.3 steps 4b and 4d, §1.6, ambiguity A1.
+Spec: docs/methods.md#mal-anchor-bags.
 
 * A *bag* of a ground-truth box is the ``k_bag = min(bag_size, R)`` anchors with the
   highest IoU to it (top-k, not thresholded), as in the released code
   (``DeLightCMU/MAL`` ``free_anchor_loss_IA.py``).
-* The *selection schedule* is the paper's "all-to-top-1" reading of A1: at training
+* The *selection schedule* is the paper's "all-to-top-1" reading (docs/methods.md#mal-choices): at training
   progress ``lambda = t / T`` each bag keeps its
   ``m(lambda) = clamp(floor(k_bag * (1 - lambda)) + 1, 1, k_bag)`` most confident anchors;
   ``progress=None`` is the released code's "all" mode (``m = k_bag``).
@@ -26,7 +26,7 @@ _FLOOR_EPS = 1e-9
 
 
 def effective_bag_size(bag_size: int, num_anchors: int) -> int:
-    """``k_bag = min(bag_size, R)`` (§1.6: tiny inputs can have fewer anchors than bag slots)."""
+    """``k_bag = min(bag_size, R)`` (docs/methods.md#mal-edge-cases: tiny inputs can have fewer anchors than bag slots)."""
     if bag_size < 1:
         raise ValueError(f"bag_size must be >= 1, got {bag_size}")
     return min(int(bag_size), int(num_anchors))
@@ -35,7 +35,7 @@ def effective_bag_size(bag_size: int, num_anchors: int) -> int:
 def bag_eligible(gt_boxes: torch.Tensor, *, min_size: float = 1.0) -> torch.Tensor:
     """(G, 4) XYXY -> (G,) bool: GTs that get an anchor bag.
 
-    §1.6: a GT whose shorter side is below ``min_size`` px (1 px) makes ``encode`` produce very
+    docs/methods.md#mal-edge-cases: a GT whose shorter side is below ``min_size`` px (1 px) makes ``encode`` produce very
     negative log-size targets, so ``p_loc ~ 0`` and its positive loss saturates; such GTs get no bag
     (they still contribute to the negative-bag support ``Q``).
     """
@@ -52,7 +52,7 @@ def build_anchor_bags(
         anchors: (R, 4) XYXY anchors of that image (all levels concatenated).
         bag_size: requested bag size ``k``; the bag holds ``k_bag = min(k, R)`` anchors.
         chunk_size: GTs per chunk. The (G, R) IoU matrix is ~400 MB for 500 GTs x 2e5 anchors,
-            so it is only ever built ``chunk_size`` rows at a time (§1.6).
+            so it is only ever built ``chunk_size`` rows at a time (docs/methods.md#mal-edge-cases).
 
     Returns:
         (G, k_bag) int64 anchor indices, each row sorted by decreasing IoU. No gradient.
@@ -82,7 +82,7 @@ def selection_count(bag_size: int, progress: Optional[float]) -> int:
     Args:
         bag_size: the effective bag size ``k_bag`` (see :func:`effective_bag_size`).
         progress: ``lambda = t / T``, clamped to [0, 1]; ``None`` selects the "all" mode of the
-            released code (ALGORITHMS.md A1), i.e. the whole bag.
+            released code (docs/methods.md#mal-choices), i.e. the whole bag.
 
     Returns:
         ``clamp(floor(k_bag * (1 - lambda)) + 1, 1, k_bag)``: ``k_bag`` at the start, 1 at the end

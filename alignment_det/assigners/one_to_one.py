@@ -1,6 +1,6 @@
 """DATE one-to-one (o2o) assignment: POTO quality + Hungarian matching, on plain tensors.
 
-ALGORITHMS.md §4.2 item 1 and §4.5. Per image, with ``R`` locations and ``G`` ground truths::
+docs/methods.md#date-one-to-one-matching. Per image, with ``R`` locations and ``G`` ground truths::
 
     Q[r, g] = p_r[c_g] ** (1 - alpha) * IoU(box_r, B_g) ** alpha * in_center[r, g]
     (row, gt) = linear_sum_assignment(Q, maximize=True)
@@ -80,9 +80,9 @@ def center_prior_mask(
 def empty_center_fallback_mask(
     candidate_mask: torch.Tensor, locations: torch.Tensor, strides: torch.Tensor, gt_boxes: torch.Tensor
 ) -> torch.Tensor:
-    """Give every GT with an empty candidate column a replacement column (ALGORITHMS.md §4.5).
+    """Give every GT with an empty candidate column a replacement column (docs/methods.md#date-choices).
 
-    DEVIATION (flagged, `MODEL.DATE.EMPTY_CENTER_FALLBACK`): the DATE code leaves such a column at zero
+    DEVIATION (flagged, ``model.empty_center_fallback``, docs/methods.md#date-choices): the DATE code leaves such a column at zero
     and Hungarian then hands the GT an arbitrary location. Here, for each GT whose column is empty:
 
     1. the locations strictly inside the GT box (any level) become its candidates;
@@ -154,7 +154,7 @@ def poto_quality(
 def hungarian_match(
     quality: torch.Tensor, candidate_mask: Optional[torch.Tensor] = None, tie_break: float = _TIE_BREAK
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Maximum-quality one-to-one matching, solved on the candidate rows only (ALGORITHMS.md §4.5).
+    """Maximum-quality one-to-one matching, solved on the candidate rows only (docs/methods.md#date-one-to-one-matching).
 
     A row that is zero for every GT adds nothing to any assignment, so solving
     ``linear_sum_assignment(Q[rows], maximize=True)`` on ``rows`` = the union of candidate rows (rows
@@ -219,7 +219,7 @@ def one_to_one_assign(
         locations: (R, 2) location centres; strides: (R,) their level strides.
         gt_boxes: (G, 4) XYXY; gt_classes: (G,) int64 in [0, K).
         alpha: POTO alpha (0.8); center_radius: centre prior radius in strides (1.5).
-        empty_center_fallback: apply :func:`empty_center_fallback_mask` (deviation, §4.5; default on).
+        empty_center_fallback: apply :func:`empty_center_fallback_mask` (deviation, docs/methods.md#date-choices; default on).
         gt_chunk_size: GTs per chunk when building the (R, G) quality, to bound the temporaries.
 
     Returns:
@@ -254,7 +254,7 @@ def onenet_cost_assign(
     focal_gamma: float = 2.0,
     eps: float = 1e-12,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """OneNet / mmdet ``HungarianAssigner`` matching for one image (DATE's CrowdHuman o2o matcher, §4.3).
+    """OneNet / mmdet ``HungarianAssigner`` matching for one image (DATE's CrowdHuman o2o matcher, docs/methods.md#date-defaults).
 
     The alternative to :func:`one_to_one_assign` (POTO) that DATE's CrowdHuman configs use.
 

@@ -5,7 +5,7 @@ Pure tensor layer: imports torch only (plus :mod:`alignment_det.utils.comm`).
 
 The controller rescales the classification losses of a detector by a weight ``alpha``
 that is re-estimated every ``period`` (``C``) training iterations from windows of loss
-values (spec: ALGORITHMS.md section 2.2 and ambiguity A3):
+values (formulas and choices: docs/methods.md#alwa-weight-update, docs/methods.md#alwa-choices):
 
 * every iteration: ``L_cls = alpha * lambda0 * L̂_cls`` and ``L_reg = lambda0 * L̂_reg``;
 * the detached per-iteration sums of the weighted (``stats_on="weighted"``, paper and
@@ -84,7 +84,7 @@ class ALWA(nn.Module):
     state changes, so validation losses are on the training scale and evaluation never
     shifts the windows. The Detectron2 layer only calls the controller in training.
 
-    Behaviour note (faithful to paper *and* code, ALGORITHMS.md §2.2 / A3): with
+    Behaviour note (faithful to paper *and* code, docs/methods.md#alwa-weight-update): with
     ``stats_on="weighted"`` the statistics are taken on losses that already include
     ``alpha`` and ``alpha`` is *replaced* by ``b/a``, not multiplied. After one update the
     weighted classification spread is about the regression spread, so the next window

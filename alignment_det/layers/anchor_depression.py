@@ -1,6 +1,6 @@
 """MAL anchor depression: scale down the most activated feature positions (pure torch).
 
-Spec: ``ALGORITHMS.md`` §1.3 step 2, §1.4, ambiguity A1. The released code (``DeLightCMU/MAL``
+Spec: docs/methods.md#mal-anchor-depression. The released code (``DeLightCMU/MAL``
 ``modeling/detector/retinanet.py``, ``IA_FEAT_TYPE=0``, ``IA_TYPE=5``) depresses, per image and FPN
 level, the top-``rho`` positions of a class-agnostic CAM computed on *detached* features:
 
@@ -8,7 +8,7 @@ level, the top-``rho`` positions of a class-agnostic CAM computed on *detached* 
     tau = sort_desc(M)[floor(H W rho)];   P = {M > tau}  (strict, so rho = 0 depresses nothing);
     V = U * (1 - (1 - scale) 1_P)          (scale = 0.25: depressed positions x 1/4).
 
-The paper's GT-dependent operator ``V = (1 + M') o U`` is not what the code runs; A1 picks the code.
+The paper's GT-dependent operator ``V = (1 + M') o U`` is not what the code runs; this implementation runs the code's (docs/methods.md#mal-choices).
 The mask carries no gradient; ``V`` is differentiable w.r.t. ``U`` (x ``scale`` on depressed positions).
 """
 import math
@@ -111,7 +111,7 @@ class AnchorDepression(nn.Module):
 
     ``forward(features, iteration=t, max_iter=T)`` takes a list of (N, C, H_l, W_l) level features, the
     0-based iteration and the horizon, and returns ``(depressed features, rho)``. In ``eval()`` mode, or
-    when ``rho == 0``, the input list is returned unchanged (inference never depresses, §1.5).
+    when ``rho == 0``, the input list is returned unchanged (inference never depresses, docs/methods.md#mal-defaults).
     """
 
     def __init__(self, *, schedule: str = "symmetric_step", max_ratio: float = 0.5, scale: float = 0.25):

@@ -1,6 +1,6 @@
 """3D Max Filtering (DeFCN 3DMF, used by DATE's o2o branch without the auxiliary loss).
 
-ALGORITHMS.md §4.1. For every level l of the regression-tower output ``x_l``::
+docs/methods.md#date-head. For every level l of the regression-tower output ``x_l``::
 
     y_k   = conv3x3(x_k)                                   (one conv applied to every level)
     S_l   = stack_depth(resize(y_{l-1}), y_l, resize(y_{l+1}))   (neighbours clipped at the ends,

@@ -1,4 +1,4 @@
-"""Score fusion of RetinaNet-Conf at inference (arXiv 2011.10465; ALGORITHMS.md §5.3).
+"""Score fusion of RetinaNet-Conf at inference (arXiv 2011.10465; docs/methods.md#retinanet-conf-score-fusion).
 
 Before thresholding, top-k and NMS, every candidate is ranked by
 
@@ -18,7 +18,7 @@ import torch
 
 __all__ = ["fuse_scores", "fuse_logits", "DEFAULT_FUSION_ALPHA"]
 
-DEFAULT_FUSION_ALPHA = 0.4  # MODEL.RETINANET_CONF.FUSION_ALPHA; paper Tables 3/4/6 and the code
+DEFAULT_FUSION_ALPHA = 0.4  # model.fusion_alpha; paper Tables 3/4/6 and the code
 
 
 def _check_alpha(alpha: float) -> float:
@@ -64,7 +64,7 @@ def fuse_scores(cls_scores: torch.Tensor, obj_scores: torch.Tensor, alpha: float
             f"obj_scores {tuple(obj_scores.shape)} does not match the anchors of cls_scores {tuple(cls_scores.shape)}"
         )
     if a == 0.0:
-        # a = 0 must reproduce RetinaNet's detections exactly (ALGORITHMS.md §11.5). cls^1 * obj^0
+        # a = 0 must reproduce RetinaNet's detections exactly (docs/methods.md#retinanet-conf-score-fusion). cls^1 * obj^0
         # is mathematically cls, but computing it would still promote dtype (fp16 cls with fp32 obj),
         # allocate, and depend on pow's special cases (obj^0 for NaN/inf obj); returning the input
         # untouched guarantees bitwise-identical scores and therefore identical top-k/NMS.

@@ -1,6 +1,6 @@
 """DATE losses on plain tensors: the one-to-one (OneNet-weighted) and FCOS one-to-many terms.
 
-ALGORITHMS.md §4.2 items 2-3. Every function accepts images without ground truth (finite losses
+docs/methods.md#date-losses. Every function accepts images without ground truth (finite losses
 that still backpropagate: the classification term always covers every location) and all-reduces its
 normalisers across ranks (:func:`alignment_det.utils.comm.all_reduce_mean`, a no-op in one process),
 so every rank must call it on every step.

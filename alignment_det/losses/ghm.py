@@ -1,6 +1,6 @@
 """GHM harmoniser: the gradient-density weight β of GHM-C (Li et al., AAAI 2019), as HCRA-C uses it.
 
-ALGORITHMS.md §3.3 and §3.8, mmdet ``GHMC`` semantics. For every valid element ``e`` (a (prior,
+docs/methods.md#ghm-harmoniser, mmdet ``GHMC`` semantics. For every valid element ``e`` (a (prior,
 class) pair) with gradient norm ``g_e = |p_e - y_e|`` in [0, 1]:
 
 * bin ``j(e)`` of ``M`` equal bins over [0, 1] (mmdet's edges ``i / M``, the last one moved to
@@ -10,7 +10,7 @@ class) pair) with gradient norm ``g_e = |p_e - y_e|`` in [0, 1]:
 * ``β_e = tot / acc_{j(e)} / n`` with ``n`` the number of non-empty bins (GHM_Detection #13 /
   mmdet #1741: not ``M``); invalid elements get 0. With ``m = 0``: ``β_e = tot / count_j / n``.
 
-Readings named here (ALGORITHMS.md §3.8 leaves them open):
+Readings named here (the paper and mmdet leave them open; docs/methods.md#hcral-choices):
 
 * **EMA seeding** ``ema_init``: ``"first"`` (default) sets a bin's ``acc_j`` to its first non-zero
   count, so the first steps are not weighted ``1 / (1 - m^t)`` more (×4 at the first step with

@@ -1,4 +1,4 @@
-"""HCRA-C and HCRA-R, the two losses of HCRAL (arXiv 2408.17182; ALGORITHMS.md §3.3, §3.4, A2).
+"""HCRA-C and HCRA-R, the two losses of HCRAL (arXiv 2408.17182; docs/methods.md#hcra-c).
 
 Every modulating factor is computed without gradient (the paper detaches them all); only the BCE
 (HCRA-C) and the GIoU term (HCRA-R) carry gradient.
@@ -8,9 +8,9 @@ Every modulating factor is computed without gradient (the paper detaches them al
 
     β      = GHM gradient-density weight of |p - y|           (:class:`~.ghm.GHMHarmonizer`)
     ω      = u                              if y = 1
-           = clamp(1 - u·(u - μ)², 0, 1)    if y = 0           (μ = 0.7; A2 (b): literal formula)
+           = clamp(1 - u·(u - μ)², 0, 1)    if y = 0           (μ = 0.7; literal formula)
     RCI    = p - u + α_c
-    f(RCI) = σ(-θ·RCI) if RCI < 0 else 0    positives, "mirrored" (default, A2 (a))
+    f(RCI) = σ(-θ·RCI) if RCI < 0 else 0    positives, "mirrored" (default)
            = σ(+θ·RCI) if RCI > 0 else 0    positives, "literal" (paper Eq. 5 as printed)
            = 1                              negatives
     L_cls  = (1 / tot) · Σ β·ω·f(RCI)·BCEWithLogits(x, y)
@@ -32,7 +32,7 @@ which is the paper's stated motivation. ``use_rci=False`` drops the factor (Tabl
     w_i      = RCI_reg,i / r̄ · CF_reg,i
     L_reg    = Σ_i w_i·(1 - GIoU_i)                    (the caller multiplies by λ_reg / max(1, #pos))
 
-Readings (A2 (c)): ``r`` of Eq. 9/10 is a batch statistic, the per-sample weight is
+Readings (docs/methods.md#hcral-choices): ``r`` of Eq. 9/10 is a batch statistic, the per-sample weight is
 ``RCI_reg / r̄``; ``m = 0.01`` (unspecified in the paper); ``r̄`` starts at the first batch's mean and
 is updated before it is used, so the current batch counts; a step without positives on any rank
 leaves it unchanged. ``RCI_reg >= 1`` when ``a_i >= IoU_i`` (AM-GM), its reciprocal in (0, 1]
@@ -78,7 +78,7 @@ def prior_ious(
     *,
     gt_chunk_size: int = 256,
 ) -> torch.Tensor:
-    """``u`` of HCRA-C for one image: IoU of every prior's predicted box (§3.3).
+    """``u`` of HCRA-C for one image: IoU of every prior's predicted box (docs/methods.md#hcra-c).
 
     Args:
         pred_boxes: (R, 4) XYXY predicted (final) boxes, detached inside.

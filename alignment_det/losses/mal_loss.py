@@ -1,6 +1,6 @@
 """MAL (Multiple Anchor Learning) bag losses on plain tensors.
 
-Spec: ``ALGORITHMS.md`` §1.3 step 4-5, §1.4, §1.6, ambiguity A1. Reference code:
+Spec: docs/methods.md#mal-bag-losses. Reference code:
 ``DeLightCMU/MAL`` ``maskrcnn_benchmark/modeling/rpn/free_anchor_loss_IA.py`` (the FreeAnchor
 likelihood). Per image ``i`` with GTs ``B (G, 4)``, classes ``c (G,)``:
 
@@ -13,7 +13,7 @@ likelihood). Per image ``i`` with GTs ``B (G, 4)``, classes ``c (G,)``:
 * ``loss_mal_pos = alpha * sum L_pos / max(1, sum G)``,
   ``loss_mal_neg = (1 - alpha) * sum L_neg / max(k_bag, k_bag * sum G)``.
 
-A1 (paper vs code): the released code averages (mean-max) over the whole bag; the paper shrinks the
+Paper vs code (docs/methods.md#mal-choices): the released code averages (mean-max) over the whole bag; the paper shrinks the
 selected set from the whole bag to top-1 over training. Both are the same function here: the
 mean-max is taken over the top-``m(lambda)`` entries of each bag (``progress=None`` -> whole bag).
 """
@@ -43,7 +43,7 @@ __all__ = [
     "top_confidence_positions",
 ]
 
-# §1.6: bag terms are clamped to [eps, 1 - eps] (mmdet PR #4082 clamps FreeAnchor's negative bag).
+# docs/methods.md#mal-edge-cases: bag terms are clamped to [eps, 1 - eps] (mmdet PR #4082 clamps FreeAnchor's negative bag).
 _PROB_EPS = 1e-6
 # Mean-max weight floor, as in the released code (``clip(1 - logits, 1e-12, None)``).
 _MEAN_MAX_EPS = 1e-12
@@ -77,7 +77,7 @@ def bag_confidence(
     smooth_l1_beta: float = 0.11,
     box_coder_weights: Sequence[float] = (10.0, 10.0, 5.0, 5.0),
 ) -> torch.Tensor:
-    """Joint confidence ``q = p_cls * p_loc`` of every anchor in every bag (§1.3 step 4c).
+    """Joint confidence ``q = p_cls * p_loc`` of every anchor in every bag (docs/methods.md#mal-anchor-bags).
 
     Args:
         cls_prob: (R, K) sigmoid class probabilities of one image.
@@ -112,7 +112,7 @@ def top_confidence_positions(q: torch.Tensor, num_selected: int) -> Optional[tor
 
 
 def select_top_confidences(q: torch.Tensor, num_selected: int) -> torch.Tensor:
-    """(G, k) -> (G, m): the ``m`` largest entries of each row (§1.3 step 4d, A1).
+    """(G, k) -> (G, m): the ``m`` largest entries of each row (docs/methods.md#mal-selection-schedule).
 
     Which entries are kept is decided on the detached ``q`` (selection is not differentiated);
     the returned values carry ``q``'s gradient.
@@ -145,7 +145,7 @@ def select_bag_anchors(
     min_gt_size: float = 1.0,
     gt_chunk_size: int = 64,
 ) -> BagSelection:
-    """Bags of one image and their ``m(lambda)`` selected anchors (§1.3 steps 4b-4d): what the positive
+    """Bags of one image and their ``m(lambda)`` selected anchors (docs/methods.md#mal-anchor-bags): what the positive
     bag loss trains on, and what ``MALRetinaNet.assignment`` shows.
 
     Args:
@@ -182,7 +182,7 @@ def mean_max(q: torch.Tensor) -> torch.Tensor:
 def positive_bag_loss(q_selected: torch.Tensor) -> torch.Tensor:
     """(G, m) selected confidences -> (G,) ``-log MeanMax(q)``.
 
-    §1.6 clamps the bag probability to ``[1e-6, 1 - 1e-6]`` (loss <= 13.8). The clamp is
+    docs/methods.md#mal-edge-cases clamps the bag probability to ``[1e-6, 1 - 1e-6]`` (loss <= 13.8). The clamp is
     straight-through: the code's ``binary_cross_entropy`` keeps a ``-1/P`` gradient for tiny ``P``
     (it only caps the log), so a hopeless bag (``P < 1e-6``) still learns instead of freezing.
     """
@@ -199,13 +199,13 @@ def negative_bag_support(
     saturation_thresh: float = 0.6,
     chunk_size: int = 64,
 ) -> torch.Tensor:
-    """``Q (R, K)``: probability that anchor ``r`` is a positive of class ``k`` (§1.3 step 4a). No grad.
+    """``Q (R, K)``: probability that anchor ``r`` is a positive of class ``k`` (docs/methods.md#mal-bag-losses). No grad.
 
     ``J = IoU(B, D)``; ``t2_g = max(max_r J[g, r], t1 + 1e-12)``;
     ``P = clamp((J - t1) / (t2_g - t1), 0, 1)``; ``Q[r, k] = max_{g: c_g = k} P[g, r]`` (0 without such g).
 
     Args:
-        gt_boxes: (G, 4) XYXY, all GTs of the image (sub-pixel ones included, §1.6).
+        gt_boxes: (G, 4) XYXY, all GTs of the image (sub-pixel ones included, docs/methods.md#mal-edge-cases).
         gt_classes: (G,) int64 in [0, K).
         pred_boxes: (R, 4) XYXY decoded predictions.
         num_classes: K.
@@ -230,7 +230,7 @@ def negative_bag_support(
 
 
 def negative_bag_loss(cls_prob: torch.Tensor, support: torch.Tensor, *, gamma: float = 2.0) -> torch.Tensor:
-    """Sum over anchors and classes of ``n^gamma * -log(1 - n)``, ``n = p * (1 - Q)`` (§1.3 step 4f).
+    """Sum over anchors and classes of ``n^gamma * -log(1 - n)``, ``n = p * (1 - Q)`` (docs/methods.md#mal-bag-losses).
 
     Args:
         cls_prob: (..., R, K) sigmoid probabilities (differentiable).
@@ -272,13 +272,13 @@ def mal_losses(
         gt_classes: list of N tensors (G_i,) int64 in [0, K).
         bag_size: anchors per bag ``k`` (code: 40 for R50/R101, 50 for X101); ``k_bag = min(k, R)``.
         progress: ``lambda = t / T`` for the paper's all->top-1 selection; ``None`` = whole bag
-            (released code, ALGORITHMS.md A1).
+            (released code, docs/methods.md#mal-choices).
         bbox_reg_weight, smooth_l1_beta, box_coder_weights: see :func:`bag_confidence`.
         saturation_thresh: ``t1`` of :func:`negative_bag_support`.
         pos_neg_alpha: ``alpha``; the positive term is scaled by ``alpha``, the negative by ``1 - alpha``
-            (code's FOCAL_LOSS_ALPHA; 0.5 gives the 0.5/0.5 split of §1.3 step 5).
+            (code's FOCAL_LOSS_ALPHA; 0.5 gives the 0.5/0.5 split of docs/methods.md#mal-bag-losses).
         neg_gamma: focal exponent of the negative bag.
-        min_gt_size: GTs whose shorter side is below this (px) get no bag (§1.6) but still feed ``Q``.
+        min_gt_size: GTs whose shorter side is below this (px) get no bag (docs/methods.md#mal-edge-cases) but still feed ``Q``.
         gt_chunk_size: GTs per chunk for the (G, R) IoU matrices.
 
     Returns:
@@ -300,7 +300,7 @@ def mal_losses(
         raise ValueError(f"need one gt_boxes and gt_classes tensor per image ({num_images}), "
                          f"got {len(gt_boxes)} and {len(gt_classes)}")
 
-    # §1.6: all bag terms in fp32 (AMP would otherwise run the 1/(1-q) weights and logs in fp16).
+    # docs/methods.md#mal-edge-cases: all bag terms in fp32 (AMP would otherwise run the 1/(1-q) weights and logs in fp16).
     cls_prob = torch.sigmoid(cls_logits.float())
     box_deltas = box_deltas.float()
     anchors = anchors.float()
@@ -315,7 +315,7 @@ def mal_losses(
         boxes_i = gt_boxes[i].to(device=anchors.device, dtype=torch.float32)
         classes_i = gt_classes[i].to(device=anchors.device, dtype=torch.long)
         if boxes_i.shape[0] == 0:
-            supports.append(cls_prob.new_zeros((num_anchors, num_classes)))  # §1.6: Q_i = 0
+            supports.append(cls_prob.new_zeros((num_anchors, num_classes)))  # docs/methods.md#mal-edge-cases: Q_i = 0
             continue
         pred_boxes = decode_boxes(box_deltas[i].detach(), anchors, box_coder_weights)
         supports.append(
@@ -348,8 +348,8 @@ def mal_losses(
         pos_sum = box_deltas.sum() * 0.0
     neg_sum = negative_bag_loss(cls_prob, torch.stack(supports), gamma=neg_gamma)
 
-    # §1.3 step 5 normalisers; max(k_bag, k_bag * sum G) instead of the code's max(1, ...) so a batch without
-    # GTs does not weigh the negative term ~k_bag x heavier (§1.6). Sum G counts GTs that got a bag.
+    # docs/methods.md#mal-bag-losses normalisers; max(k_bag, k_bag * sum G) instead of the code's max(1, ...) so a batch without
+    # GTs does not weigh the negative term ~k_bag x heavier (docs/methods.md#mal-edge-cases). Sum G counts GTs that got a bag.
     pos_norm = max(1, num_bags)
     neg_norm = max(k_bag, k_bag * num_bags, 1)
     return {

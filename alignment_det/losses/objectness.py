@@ -1,4 +1,4 @@
-"""Object-confidence loss of RetinaNet-Conf (arXiv 2011.10465; ALGORITHMS.md §5.2).
+"""Object-confidence loss of RetinaNet-Conf (arXiv 2011.10465; docs/methods.md#retinanet-conf-object-confidence).
 
 The confidence branch predicts, per anchor, how well the anchor's *decoded box*
 overlaps its matched ground truth. Its target is that IoU, computed without
@@ -38,7 +38,7 @@ def iou_targets(pred_boxes: torch.Tensor, matched_gt_boxes: torch.Tensor) -> tor
         (P,) (or ``(...)``) IoU in [0, 1], computed under ``no_grad`` so it carries no
         gradient even when ``pred_boxes`` requires grad. The official code does not
         detach; a gradient into the regression branch through a BCE *target* is
-        unintended (ALGORITHMS.md §5.2 step 3). Degenerate boxes (zero or negative
+        unintended (docs/methods.md#retinanet-conf-object-confidence). Degenerate boxes (zero or negative
         width/height) give 0, and so does a NaN prediction.
     """
     if pred_boxes.shape != matched_gt_boxes.shape or pred_boxes.shape[-1:] != (4,):
@@ -146,7 +146,7 @@ def objectness_loss(
 
     if reduction == "sum":
         # An empty selection sums to an exact 0 whose gradient is zeros: the "0 * obj.sum()"
-        # of ALGORITHMS.md §5.5 without multiplying (so inf logits elsewhere cannot make NaN).
+        # of docs/methods.md#retinanet-conf-edge-cases without multiplying (so inf logits elsewhere cannot make NaN).
         total = pos_loss.sum()
         if neg_loss is not None:
             total = total + neg_loss.sum()

@@ -6,7 +6,7 @@ training, replaces the returned loss dict by ``model.alwa(loss_dict)`` and logs 
 weight as ``alwa_weight``. It returns the same object, so the class (RetinaNet, FCOS,
 GeneralizedRCNN, a project meta-architecture) and every existing state-dict key are
 unchanged; only ``alwa.{alpha,cls_window,reg_window,window_fill}`` are added (spec:
-ALGORITHMS.md §2).
+docs/methods.md#alwa).
 
 Configs: one design for every ALWA config
 -----------------------------------------
@@ -102,7 +102,7 @@ def with_alwa(
             Not a DDP wrapper: attach before wrapping, so the hook and the ``alwa.*``
             checkpoint keys are on the inner module.
         cls_keys, reg_keys, variant, lambda0, period, stats_on, sync: as
-            :class:`~alignment_det.balancing.alwa.ALWA` (defaults: ALGORITHMS.md §2.3, the
+            :class:`~alignment_det.balancing.alwa.ALWA` (defaults: docs/methods.md#alwa-defaults, the
             official code's ALWA_2, λ0 = 1, C = 100, statistics on weighted losses).
     Returns:
         ``model``, with submodule ``model.alwa`` (persistent buffers ``alpha`` ``()``,

@@ -1,7 +1,7 @@
 """Training statistics kept in buffers, and what happens when a checkpoint predates them.
 
 Stateful losses (GHM's bin EMA, HCRA-R's running mean) keep their state in persistent buffers so
-that ``--resume`` continues them exactly (ALGORITHMS.md §0.4). A checkpoint of the *baseline*
+that ``--resume`` continues them exactly (docs/methods.md#training-state). A checkpoint of the *baseline*
 detector has no such buffers: loading it must not report them as missing, because a statistic that
 was never accumulated is the same as a fresh one. :class:`TrainingStatistics` implements exactly
 that, and nothing more: when *all* of a module's own buffers are absent from the checkpoint they

@@ -1,4 +1,4 @@
-"""ATSS head: Detectron2's ``FCOSHead`` with a learnable ``Scale`` per level (ALGORITHMS.md §3.1).
+"""ATSS head: Detectron2's ``FCOSHead`` with a learnable ``Scale`` per level (docs/methods.md#atss-detector).
 
 For every FPN level ``l`` with input ``x_l: (N, C, H_l, W_l)``::
 

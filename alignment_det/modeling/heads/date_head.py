@@ -1,6 +1,6 @@
 """DATE head: shared towers, a one-to-one (o2o) and a one-to-many (o2m) predictor, optional 3DMF.
 
-ALGORITHMS.md §4.1. For every FPN level ``l`` (stride ``s_l``) with input ``x_l: (N, C, H_l, W_l)``::
+docs/methods.md#date-head. For every FPN level ``l`` (stride ``s_l``) with input ``x_l: (N, C, H_l, W_l)``::
 
     c_l = cls_subnet(x_l)              4 x (conv3x3, GN32, ReLU), shared by both branches
     r_l = bbox_subnet(x_l)             4 x (conv3x3, GN32, ReLU), shared by both branches
@@ -19,7 +19,7 @@ called in training only, so an inference / exported graph never contains the o2m
 
 Parameter names follow Detectron2's ``FCOSHead`` where a layer has the same role (``cls_subnet``,
 ``bbox_subnet``, ``cls_score``, ``bbox_pred``), so an FCOS checkpoint initialises the towers and the
-o2o predictor; see ``projects/DATE/README.md`` for the key list.
+o2o predictor; see docs/design.md#date-from-an-fcos-checkpoint for the key list.
 """
 import math
 from typing import Dict, List, Optional, Tuple
@@ -38,7 +38,7 @@ O2M_STYLES = ("fcos", "retinanet")
 
 def _tower(in_channels: int, conv_dims: List[int], norm: str) -> nn.Sequential:
     """(conv3x3, norm, ReLU) x len(conv_dims); convs without bias when normalised (mmdet ConvModule
-    ``bias='auto'``, ALGORITHMS.md §4.1 "no bias")."""
+    ``bias='auto'``, docs/methods.md#date-head "no bias")."""
     layers: List[nn.Module] = []
     for cin, cout in zip([in_channels] + list(conv_dims), conv_dims):
         layers.append(nn.Conv2d(cin, cout, kernel_size=3, stride=1, padding=1, bias=not norm))
@@ -84,7 +84,7 @@ class DATEHead(nn.Module):
             o2m: "fcos" (DATE-F) or "retinanet" (DATE-R).
             num_anchors: anchors per location of the RetinaNet-style o2m branch (9); unused for "fcos".
             share_subnets: True = one pair of towers for both branches (DATE default); False = the o2m
-                branch has its own towers (§4.1 "not sharing subnets").
+                branch has its own towers (docs/methods.md#date-head "not sharing subnets").
             use_3dmf: add DeFCN's 3D max filtering to the o2o branch (no auxiliary loss).
             mf_kernel_size, mf_tau, mf_norm_groups: :class:`MaxFiltering3D` settings (3, 2, 32).
         """
@@ -196,6 +196,6 @@ class DATEHead(nn.Module):
         cls_feats, reg_feats = self.forward_towers(features)
         o2o_cls, o2o_reg, o2o_filter = self.forward_o2o(cls_feats, reg_feats)
         out: Dict[str, Optional[List[Tensor]]] = {"o2o_cls": o2o_cls, "o2o_reg": o2o_reg, "o2o_filter": o2o_filter}
-        if self.training:  # the o2m branch exists for training only (§4.4)
+        if self.training:  # the o2m branch exists for training only (docs/methods.md#date-inference)
             out.update(self.forward_o2m(features, cls_feats, reg_feats))
         return out

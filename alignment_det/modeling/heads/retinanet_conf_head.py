@@ -1,6 +1,6 @@
 """RetinaNet head with an object-confidence output on the classification tower (RetinaNet-Conf).
 
-ALGORITHMS.md §5.1. The only difference from Detectron2's ``RetinaNetHead`` is one more
+docs/methods.md#retinanet-conf-head. The only difference from Detectron2's ``RetinaNetHead`` is one more
 3x3 conv, ``obj_score``, that reads the *cls_subnet* output (the box tower is what
 IoU-aware RetinaNet uses; sharing the classification tower is the point of the paper)
 and predicts one confidence logit per anchor.
@@ -30,7 +30,7 @@ class RetinaNetConfHead(RetinaNetHead):
         num_anchors = kwargs["num_anchors"]
         conv_dims = kwargs["conv_dims"]
         self.obj_score = nn.Conv2d(conv_dims[-1], num_anchors, kernel_size=3, stride=1, padding=1)
-        # §5.1: N(0, 0.01), bias 0 (sigmoid 0.5), as mmdet's normal_init of the official head.
+        # docs/methods.md#retinanet-conf-head: N(0, 0.01), bias 0 (sigmoid 0.5), as mmdet's normal_init of the official head.
         # No prior-probability bias: the target is an IoU on positives, not a rare-class label.
         torch.nn.init.normal_(self.obj_score.weight, mean=0, std=0.01)
         torch.nn.init.constant_(self.obj_score.bias, 0)

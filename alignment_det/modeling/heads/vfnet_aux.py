@@ -1,4 +1,4 @@
-"""VarifocalNet's auxiliary modules (the HCRAL paper's "AUX", ALGORITHMS.md §3.1), on torchvision's
+"""VarifocalNet's auxiliary modules (the HCRAL paper's "AUX", docs/methods.md#atss-detector), on torchvision's
 deformable convolution, which runs on CPU and CUDA alike.
 
 Per level, from the regression-tower output ``r`` and the classification-tower output ``c``::

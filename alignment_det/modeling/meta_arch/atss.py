@@ -1,5 +1,5 @@
 """ATSS (Zhang et al., CVPR 2020) as a subclass of Detectron2's ``FCOS``: the baseline HCRAL is
-measured against (ALGORITHMS.md §3.1 without HCRAL), configured as mmdetection's ATSS R50 config.
+measured against (docs/methods.md#atss-detector without HCRAL), configured as mmdetection's ATSS R50 config.
 
 * head: :class:`~alignment_det.modeling.heads.ATSSHead` (GN towers, ``Scale`` per level, quality
   branch on the regression tower);

@@ -1,6 +1,6 @@
 """DATE: dual assignment for NMS-free detection, as a subclass of Detectron2's ``FCOS``.
 
-ALGORITHMS.md §4. Training (:meth:`DATE.forward_training`) adds two groups of losses:
+docs/methods.md#date. Training (:meth:`DATE.forward_training`) adds two groups of losses:
 
 * one-to-one (o2o): POTO quality ``p^(1-α)·IoU^α`` inside the centre prior, Hungarian matching
   (:func:`alignment_det.assigners.one_to_one.one_to_one_assign`), OneNet losses focal ×2 / L1 ×5 /
@@ -78,7 +78,7 @@ def backbone_lr_factor(factor: float = 0.1):
 
 
 class DATE(FCOS):
-    """DATE-F / DATE-R (ALGORITHMS.md §4) on Detectron2's FCOS.
+    """DATE-F / DATE-R (docs/methods.md#date) on Detectron2's FCOS.
 
     ``head`` must be a :class:`alignment_det.modeling.heads.DATEHead`; its ``o2m`` style must match
     this model's ``o2m``.
@@ -121,7 +121,7 @@ class DATE(FCOS):
                 (DATE's CrowdHuman configs: OneNet's focal/L1/GIoU cost, :func:`onenet_cost_assign`).
             poto_alpha: α of the POTO quality (0.8); center_radius: centre prior in strides (1.5).
             empty_center_fallback: candidate fallback for GTs with an empty centre region (deviation
-                from the DATE code, §4.5; default on).
+                from the DATE code, docs/methods.md#date-choices; default on).
             o2o_loss_weights: cls / L1 / GIoU (2, 5, 2, OneNet); also the OneNet matching cost weights.
             o2m_loss_weights: FCOS cls / IoU / centerness (default (1, 1, 1)) or RetinaNet cls / L1
                 (default (2, 2): the paper's λ_o2m = 2 realised as per-loss weights, as the code).
@@ -435,7 +435,7 @@ class DATE(FCOS):
 
         Per level the top ``test_topk_candidates`` (location, class) pairs by score, then the top
         ``max_detections_per_image`` of their union. Thresholding afterwards (``scores >
-        test_score_thresh``) gives exactly "threshold, top-k per level, merge, top-k" (§4.4):
+        test_score_thresh``) gives exactly "threshold, top-k per level, merge, top-k" (docs/methods.md#date-inference):
         scores above the threshold always rank before those below it. Static shapes, so the
         computation traces as one graph.
 

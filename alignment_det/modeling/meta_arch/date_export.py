@@ -1,8 +1,8 @@
 """Export DATE's inference as one graph: image tensor in, (boxes, scores, classes) out.
 
-DATE needs no NMS (ALGORITHMS.md §4.4), so its whole inference path (normalisation, backbone, shared
+DATE needs no NMS (docs/methods.md#date-inference), so its whole inference path (normalisation, backbone, shared
 towers, o2o predictor + 3DMF, per-level top-k, merge) is plain tensor ops with static shapes and
-exports as one graph. The o2m predictors are dropped from the exported module (§4.4: not part of the
+exports as one graph. The o2m predictors are dropped from the exported module (docs/methods.md#date-inference: not part of the
 inference graph; the training checkpoint still holds them).
 
     model.eval()

@@ -1,10 +1,10 @@
-"""HCRAL (arXiv 2408.17182; ALGORITHMS.md §3): HCRA-C / HCRA-R losses and EATSS assignment, on
+"""HCRAL (arXiv 2408.17182; docs/methods.md#hcral-atss): HCRA-C / HCRA-R losses and EATSS assignment, on
 :class:`~alignment_det.modeling.meta_arch.atss.ATSS` (the paper's "FCOS+ATSS structure") and on
-Detectron2's ``RetinaNet`` (the paper's RetinaNet ablations, §3.5).
+Detectron2's ``RetinaNet`` (the paper's RetinaNet ablations, docs/methods.md#hcral-on-retinanet).
 
 ``HCRALATSS`` changes three steps of ATSS, each switchable:
 
-* ``use_eatss``: EATSS adds up to ``l = 3`` priors per GT to the ATSS positives (§3.2);
+* ``use_eatss``: EATSS adds up to ``l = 3`` priors per GT to the ATSS positives (docs/methods.md#eatss);
 * ``use_hcrac``: HCRA-C replaces the focal loss (:class:`~alignment_det.losses.hcra.HCRACLoss`);
 * ``use_hcrar``: HCRA-R replaces the centerness-weighted GIoU loss
   (:class:`~alignment_det.losses.hcra.HCRARLoss`); with the head's AUX, 1.5 × HCRA-R(initial box)
@@ -62,13 +62,13 @@ def _hcrar(module: HCRARLoss, boxes: Tensor, gt: Tensor, scores: Tensor, normali
 class HCRALATSS(ATSS):
     """ATSS + EATSS + HCRA-C + HCRA-R (module doc).
 
-    Keyword arguments (besides :class:`ATSS`'s; ALGORITHMS.md §10 defaults):
+    Keyword arguments (besides :class:`ATSS`'s; defaults: docs/methods.md#hcral-defaults):
         use_eatss, eatss_num_extra (``l``, 3), eatss_rank_iou (``"anchor"`` | ``"pred"``);
         use_hcrac, hcrac: an :class:`HCRACLoss` (default: M 20, momentum 0.75, μ 0.7, θ 5,
             α_c 0, "mirrored");
         use_hcrar, hcrar: an :class:`HCRARLoss` (default: γ 1.5, α -0.1, ep 1e-3, m 0.01); with AUX a
             copy (own running mean) weighs the initial box;
-        quality_target: ``"iou"`` (§3.1: the centerness conv trained on IoU).
+        quality_target: ``"iou"`` (docs/methods.md#atss-detector: the centerness conv trained on IoU).
     """
 
     def __init__(
@@ -123,7 +123,7 @@ class HCRALATSS(ATSS):
 
 
 class HCRALRetinaNet(RetinaNet):
-    """Detectron2's RetinaNet with HCRA-C and HCRA-R (§3.5): anchors and max-IoU labels unchanged,
+    """Detectron2's RetinaNet with HCRA-C and HCRA-R (docs/methods.md#hcral-on-retinanet): anchors and max-IoU labels unchanged,
     HCRA-C over the valid (anchor, class) pairs with ``u`` from the decoded boxes, HCRA-R on the
     decoded boxes of the positives (λ_reg 2.5, γ 1.2). No quality branch; inference is RetinaNet's.
 

@@ -1,6 +1,6 @@
 """MAL (Multiple Anchor Learning, CVPR 2020) as a Detectron2 ``RetinaNet`` subclass.
 
-Spec: ``ALGORITHMS.md`` §1 (and §0.3 for ``t`` / ``T``, ambiguity A1). The model is RetinaNet
+Spec: docs/methods.md#mal (``t`` / ``T``: docs/methods.md#training-progress; paper or code: docs/methods.md#mal-choices). The model is RetinaNet
 with three training-time changes and none at inference:
 
 * **anchor depression** (``AnchorDepression``): before the head, the top-``rho(t)`` positions of a
@@ -39,9 +39,9 @@ __all__ = ["MALRetinaNet", "MAL_BOX_CODER_WEIGHTS", "MAL_SELECTION_MODES"]
 
 logger = logging.getLogger(__name__)
 
-# §1.2: the MAL code's box coder (maskrcnn-benchmark's RetinaNet default), not Detectron2's (1, 1, 1, 1).
+# docs/methods.md#mal-defaults: the MAL code's box coder (maskrcnn-benchmark's RetinaNet default), not Detectron2's (1, 1, 1, 1).
 MAL_BOX_CODER_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
-# A1: "schedule" = the paper's all -> top-1 selection; "all" = the released code (whole bag).
+# docs/methods.md#mal-choices: "schedule" = the paper's all -> top-1 selection; "all" = the released code (whole bag).
 MAL_SELECTION_MODES = ("schedule", "all")
 
 
@@ -49,7 +49,7 @@ MAL_SELECTION_MODES = ("schedule", "all")
 class MALRetinaNet(RetinaNet):
     """RetinaNet trained with MAL's anchor bags, selection and depression.
 
-    Keyword-only arguments (ALGORITHMS.md §10 defaults) in addition to ``RetinaNet``'s:
+    Keyword-only arguments (defaults: docs/methods.md#mal-defaults) in addition to ``RetinaNet``'s:
 
     Args:
         max_iter: ``T`` of ``lambda = t / T`` and of the depression schedule; configs interpolate
@@ -63,10 +63,10 @@ class MALRetinaNet(RetinaNet):
         neg_gamma: focal exponent of the negative bag (2.0).
         selection: ``"schedule"`` (paper, ``m`` shrinks from ``k`` to 1) or ``"all"`` (released code).
         depression_schedule: ``"symmetric_step"`` (code default), ``"step"``, ``"constant"`` or
-            ``"off"`` (A1: ``MAL.DEPRESSION = "off"``).
+            ``"off"`` (docs/methods.md#mal-anchor-depression).
         depression_max_ratio: peak ``rho`` (0.5). depression_scale: factor on depressed positions (0.25).
-        min_gt_size: GTs with a shorter side below this (px) get no bag (§1.6).
-        gt_chunk_size: GTs per chunk of the (G, R) IoU matrices (§1.6).
+        min_gt_size: GTs with a shorter side below this (px) get no bag (docs/methods.md#mal-edge-cases).
+        gt_chunk_size: GTs per chunk of the (G, R) IoU matrices (docs/methods.md#mal-edge-cases).
         box2box_transform: defaults to ``Box2BoxTransform(weights=(10, 10, 5, 5))``; its weights are
             passed to the bag loss so training and inference decode deltas the same way.
         anchor_matcher: unused by MAL (bags replace IoU matching); accepted for config compatibility.
@@ -124,7 +124,7 @@ class MALRetinaNet(RetinaNet):
 
     # ----------------------------------------------------------------------------- iteration
     def set_iter(self, iteration: int) -> None:
-        """Iteration used when no EventStorage is active (unit tests, scripts); §0.3."""
+        """Iteration used when no EventStorage is active (unit tests, scripts); docs/methods.md#training-progress."""
         self._fallback_iter = int(iteration)
 
     def current_iter(self) -> int:
@@ -144,7 +144,7 @@ class MALRetinaNet(RetinaNet):
 
         The head has to see the depressed features, and ``DenseDetector.forward`` runs the head
         before ``forward_training``, so the training branch is restated here (five lines); inference
-        is the inherited one unchanged (§1.5: no depression, zero extra cost).
+        is the inherited one unchanged (docs/methods.md#mal-defaults: no depression, zero extra cost).
         """
         if not self.training:
             return super().forward(batched_inputs)
@@ -195,7 +195,7 @@ class MALRetinaNet(RetinaNet):
         *,
         iteration: int,
     ) -> Dict[str, Tensor]:
-        """``{"loss_mal_pos", "loss_mal_neg"}`` from the pure layer (§1.3 steps 4-5).
+        """``{"loss_mal_pos", "loss_mal_neg"}`` from the pure layer (docs/methods.md#mal-bag-losses).
 
         Args:
             anchors: list over levels of ``Boxes`` (H_l*W_l*A, 4); the same for every image.

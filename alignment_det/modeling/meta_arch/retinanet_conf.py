@@ -1,4 +1,4 @@
-"""RetinaNet-Conf (arXiv 2011.10465; ALGORITHMS.md §5): RetinaNet with an object-confidence
+"""RetinaNet-Conf (arXiv 2011.10465; docs/methods.md#retinanet-conf): RetinaNet with an object-confidence
 branch on the classification tower, trained on the IoU of each positive's decoded box, and
 fused with the class score before NMS.
 
@@ -103,7 +103,7 @@ class RetinaNetConf(RetinaNet):
             dict with RetinaNet's "loss_cls", "loss_box_reg" and "loss_obj".
         """
         # RetinaNet's two losses as they are; this also updates the EMA normaliser that
-        # loss_obj shares (ALGORITHMS.md §5.2 step 3: same normaliser, weights 1/1/1).
+        # loss_obj shares (docs/methods.md#retinanet-conf-object-confidence: same normaliser, weights 1/1/1).
         losses = super().losses(anchors, pred_logits, gt_labels, pred_anchor_deltas, gt_boxes)
         if pred_obj is None:
             raise ValueError("RetinaNetConf.losses needs pred_obj, the confidence logits of the head")
@@ -114,7 +114,7 @@ class RetinaNetConf(RetinaNet):
         pos_mask = valid_mask & (gt_labels != self.num_classes)
         obj_logits = cat(pred_obj, dim=1).squeeze(-1)  # (N, R)
 
-        # Targets: IoU of each positive's decoded box with its matched GT, no gradient (§5.2;
+        # Targets: IoU of each positive's decoded box with its matched GT, no gradient (docs/methods.md#retinanet-conf-object-confidence;
         # the official code does not detach -- an unintended gradient into the box branch).
         # Decoding only the P positives keeps this O(P), not O(N*R).
         pos_img, pos_anchor = pos_mask.nonzero(as_tuple=True)
@@ -146,7 +146,7 @@ class RetinaNetConf(RetinaNet):
             with torch.no_grad():
                 pos_obj = obj_logits[pos_img, pos_anchor].sigmoid()
                 stats = torch.stack([pos_obj.mean(), targets.mean()]).tolist()
-                # The inference ranking score of each positive for its GT class (fused, §5.3).
+                # The inference ranking score of each positive for its GT class (fused, docs/methods.md#retinanet-conf-score-fusion).
                 pos_cls = cat(pred_logits, dim=1)[pos_img, pos_anchor, gt_labels[pos_img, pos_anchor]].sigmoid()
                 pos_scores = fuse_scores(pos_cls[:, None], pos_obj[:, None], self.fusion_alpha)[:, 0]
             put_scalars(obj_pred_mean_pos=stats[0], obj_target_mean_pos=stats[1])
@@ -201,7 +201,7 @@ class RetinaNetConf(RetinaNet):
             image_size: (H, W).
 
         Every level is fused (not only those with > top-k anchors, the official code's bug,
-        ALGORITHMS.md §5.3), then Detectron2's steps run on ``s``: keep ``s > test_score_thresh``,
+        docs/methods.md#retinanet-conf-score-fusion), then Detectron2's steps run on ``s``: keep ``s > test_score_thresh``,
         top-k per level, decode, class-wise NMS, ``max_detections_per_image``. The result is
         ``RetinaNet.inference_single_image`` on the dense fused scores: same boxes and classes,
         scores equal up to the last bit of float pow (tested).

@@ -1,4 +1,4 @@
-"""ATSS R50-FPN (ALGORITHMS.md §3.1 without HCRAL; mmdetection's ``atss_r50_fpn_1x_coco``), derived
+"""ATSS R50-FPN (docs/methods.md#atss-detector without HCRAL; mmdetection's ``atss_r50_fpn_1x_coco``), derived
 from the FCOS base as upstream derives FCOS from RetinaNet: P6/P7 from P5, GN towers of 4 convs,
 classifier prior 0.01, square assignment anchors of side 8·stride, top-9 candidates per level."""
 from alignment_det.modeling.heads.atss_head import ATSSHead

@@ -1,4 +1,4 @@
-"""HCRAL on ATSS R50-FPN (ALGORITHMS.md §3, §10): EATSS (l = 3, anchor-IoU rank), HCRA-C (M 20,
+"""HCRAL on ATSS R50-FPN (docs/methods.md#hcral-atss): EATSS (l = 3, anchor-IoU rank), HCRA-C (M 20,
 momentum 0.75, μ 0.7, θ 5, mirrored RCI), HCRA-R (γ 1.5, α -0.1, ep 1e-3, m 0.01, λ_reg 2), the
 quality branch trained on the IoU of the predicted box."""
 from detectron2.config import LazyCall as L
@@ -20,7 +20,7 @@ model.hcrac = L(HCRACLoss)(
     mu=0.7,
     theta=5.0,
     alpha=0.0,
-    rci_mode="mirrored",  # A2 (a); "literal" = Eq. 5 as printed
+    rci_mode="mirrored",  # docs/methods.md#hcral-choices; "literal" = Eq. 5 as printed
     use_rci=True,
     ema_init="first",  # GHM EMA seeded with the first counts; "zero" = mmdet
     beta_cap=None,

@@ -1,4 +1,4 @@
-"""HCRA-C and HCRA-R on Detectron2's RetinaNet R50-FPN (ALGORITHMS.md §3.5): anchors, max-IoU
+"""HCRA-C and HCRA-R on Detectron2's RetinaNet R50-FPN (docs/methods.md#hcral-on-retinanet): anchors, max-IoU
 labels and inference unchanged; HCRA-R with γ 1.2 and λ_reg 2.5 (paper §4)."""
 from detectron2.config import LazyCall as L
 

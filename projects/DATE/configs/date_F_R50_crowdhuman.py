@@ -1,6 +1,6 @@
 """DATE-F R50-FPN on CrowdHuman, 30k iterations (paper: AP50 90.5 / mMR 49.0 / recall 97.9).
 
-As the DATE code's date_r50_30k_8x2_fcos_poto_crowdhuman (ALGORITHMS.md §4.3):
+As the DATE code's date_r50_30k_8x2_fcos_poto_crowdhuman (docs/methods.md#date-defaults):
 * one class (person, full-body ``fbox``; ignore / mask boxes are crowd regions), loaded from the
   ``.odgt`` files by :mod:`alignment_det.data.crowdhuman` under ``$DETECTRON2_DATASETS/CrowdHuman``;
 * the o2o matcher is OneNet's cost (focal 2, L1 5 on normalised cxcywh, GIoU 2) over all locations

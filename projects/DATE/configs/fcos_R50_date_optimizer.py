@@ -1,7 +1,7 @@
 """Ablation: Detectron2's FCOS R50-FPN (``configs/fcos_R50.py``) trained with DATE's optimizer.
 
 AdamW 4e-4 with the backbone (ResNet) at lr x0.1 and full-model gradient clipping at L2 norm 0.1,
-exactly as ``configs/date_F_R50_1x.py`` (ALGORITHMS.md §4.3); model, data and schedule are FCOS's.
+exactly as ``configs/date_F_R50_1x.py`` (docs/methods.md#date-defaults); model, data and schedule are FCOS's.
 Beside FCOS (SGD) and DATE-F (AdamW) it tells how much of a difference between the two comes from
 the optimizer rather than from DATE's dual assignment, e.g. in ``benchmarks/accuracy.py``::
 

@@ -1,4 +1,4 @@
-"""HCRA-C on RetinaNet R50-FPN 1x: Eq. 5 as printed (ALGORITHMS.md A2 (a)): positives scoring below their IoU get no loss."""
+"""HCRA-C on RetinaNet R50-FPN 1x: Eq. 5 as printed (docs/methods.md#hcral-choices): positives scoring below their IoU get no loss."""
 from .retinanet_hcrac_only import dataloader, lr_multiplier, model, optimizer, train
 
 model.hcrac.rci_mode = "literal"

@@ -1,5 +1,5 @@
 """MAL R50 ablation (paper Table 1b "S(all)"): mean-max over the whole bag, no all -> top-1 schedule,
-no depression. This is FreeAnchor's likelihood, the bag loss of the released code (ALGORITHMS.md A1)."""
+no depression. This is FreeAnchor's likelihood, the bag loss of the released code (docs/methods.md#mal-choices)."""
 from ....configs.mal_R50 import dataloader, lr_multiplier, model, optimizer, train
 
 model.selection = "all"
