@@ -99,7 +99,7 @@ def test_markdown_links_resolve():
 
 
 def test_document_citations_resolve():
-    """``docs/methods.md#anchor`` and ``projects/<M>/README.md`` written in code, configs, tests and
+    """``docs/methods.md#<heading>`` and ``projects/<M>/README.md`` written in code, configs, tests and
     pages name a file and heading that exist."""
     broken, count = [], 0
     for source in tracked_files():
@@ -110,7 +110,7 @@ def test_document_citations_resolve():
                 broken.append(f"{source}: {path} does not exist")
             elif anchor and anchor not in anchors(path):
                 broken.append(f"{source}: {path}#{anchor} is not a heading of {path}")
-    assert count > 0, "no docs/...md citation found: the pattern no longer matches how the code cites"
+    assert count > 0, "no citation of a docs/ page found: the pattern no longer matches how the code cites"
     assert not broken, "citations that do not resolve:\n" + "\n".join(broken)
 
 
