@@ -13,11 +13,12 @@ from detectron2.config import LazyCall as L
 from detectron2.data import transforms as T
 
 from alignment_det.modeling.heads.date_head import DATEHead
-from alignment_det.modeling.meta_arch.date import DATE, backbone_lr_factor
+from alignment_det.modeling.meta_arch.date import DATE
 
 from .common.data.coco import dataloader
 from .common.models.fcos import model
 from .common.optim import AdamW as optimizer
+from .common.optim import backbone_lr_factor
 from .common.schedules import lr_multiplier_1x as lr_multiplier
 from .common.train import train
 

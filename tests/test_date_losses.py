@@ -5,8 +5,10 @@ import pytest
 import torch
 
 import alignment_det.losses.date_losses as dl
+import alignment_det.utils.comm as comm
 from alignment_det.layers.max_filter_3d import fuse_filter_logits
-from alignment_det.losses.date_losses import fcos_o2m_losses, ltrb_to_boxes, o2o_losses
+from alignment_det.losses.date_losses import fcos_o2m_losses, o2o_losses
+from alignment_det.utils.boxes import ltrb_to_boxes
 
 LN2 = math.log(2)
 
@@ -57,7 +59,7 @@ def test_o2o_normalised_by_matches_over_all_images():
 
 def test_o2o_uses_all_reduced_n_pos(monkeypatch):
     # pretend the mean over ranks of #matches is 4 (this rank has 1): every term is divided by 4
-    monkeypatch.setattr(dl, "all_reduce_mean", lambda t: torch.full_like(t, 4.0))
+    monkeypatch.setattr(comm, "all_reduce_mean", lambda t: torch.full_like(t, 4.0))
     cls, boxes, gts, classes, matches = _one_image([10.0, 10, 30, 30], [20.0, 10, 40, 50])
     out = o2o_losses(cls, boxes, gts, classes, matches, [(50, 100)])
     assert out["loss_o2o_l1"].item() == pytest.approx(3.5 / 4, rel=1e-5)

@@ -53,6 +53,7 @@ from torch.fx.experimental.symbolic_shapes import GuardOnDataDependentSymNode, S
 from alignment_det.assigners import atss, fcos_targets, mal_bags, one_to_one
 from alignment_det.layers import anchor_depression, max_filter_3d, score_fusion
 from alignment_det.losses import date_losses, focal, ghm, hcra, mal_loss, objectness
+from alignment_det.utils import boxes
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(REPO, "alignment_det")
@@ -238,7 +239,7 @@ FAKE_CUDA_CASES = {
     "one_to_one.poto_quality": lambda d: one_to_one.poto_quality(
         torch.rand(80, G, device=d), torch.rand(80, G, device=d), center_mask=torch.rand(80, G, device=d) > 0.5),
     "date_losses.o2o_losses": _o2o,
-    "date_losses.ltrb_to_boxes": lambda d: date_losses.ltrb_to_boxes(_locations(d)[0], torch.rand(80, 4, device=d)),
+    "boxes.ltrb_to_boxes": lambda d: boxes.ltrb_to_boxes(_locations(d)[0], torch.rand(80, 4, device=d)),
     "focal.sigmoid_focal_loss": lambda d: focal.sigmoid_focal_loss(
         torch.randn(5, K, device=d), torch.rand(5, K, device=d), reduction="sum"),
     "ghm.GHMHarmonizer": lambda d: _on(d, ghm.GHMHarmonizer, sync=False)(torch.rand(80, K, device=d), torch.rand(80, K, device=d) > 0.2),
@@ -250,7 +251,7 @@ FAKE_CUDA_CASES = {
                              theta=5.0, alpha=0.0, mode="mirrored")),
     "hcra.HCRACLoss": _hcrac,
     "hcra.HCRARLoss": lambda d: _on(d, hcra.HCRARLoss, sync=False)(_boxes(6, d), _boxes(6, d), torch.rand(6, device=d)),
-    "objectness.iou_targets": lambda d: objectness.iou_targets(_boxes(6, d), _boxes(6, d)),
+    "boxes.iou_targets": lambda d: boxes.iou_targets(_boxes(6, d), _boxes(6, d)),
     "objectness.objectness_loss": lambda d: objectness.objectness_loss(
         torch.randn(N, 80, device=d), torch.rand(N, 80, device=d), torch.rand(N, 80, device=d) > 0.8, normalizer=3.0,
         valid_mask=torch.rand(N, 80, device=d) > 0.1, neg_weight=0.5),

@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from alignment_det.losses.objectness import iou_targets, objectness_loss
-from alignment_det.utils.boxes import decode_boxes
+from alignment_det.losses.objectness import objectness_loss
+from alignment_det.utils.boxes import decode_boxes, iou_targets
 
 LN2 = math.log(2.0)
 LN3 = math.log(3.0)

@@ -1,8 +1,9 @@
-"""DATE losses on plain tensors: the one-to-one (OneNet-weighted) and FCOS one-to-many terms.
+"""DATE losses on plain tensors: the one-to-one (OneNet-weighted) term and the two one-to-many
+terms, FCOS's (DATE-F) and RetinaNet's (DATE-R).
 
 docs/methods.md#date-losses. Every function accepts images without ground truth (finite losses
 that still backpropagate: the classification term always covers every location) and all-reduces its
-normalisers across ranks (:func:`alignment_det.utils.comm.all_reduce_mean`, a no-op in one process),
+normalisers across ranks (:func:`alignment_det.utils.comm.positive_normalizer`, a no-op in one process),
 so every rank must call it on every step.
 """
 from typing import Dict, Sequence, Tuple, Union
@@ -10,19 +11,13 @@ from typing import Dict, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 
-from alignment_det.losses.focal import sigmoid_focal_loss
-from alignment_det.utils.boxes import aligned_giou, aligned_iou, box_xyxy_to_cxcywh
-from alignment_det.utils.comm import all_reduce_mean
+from alignment_det.losses.focal import focal_targets, sigmoid_focal_loss, sigmoid_focal_loss_jit
+from alignment_det.utils.boxes import aligned_giou, aligned_iou, box_xyxy_to_cxcywh, encode_boxes, ltrb_to_boxes
+from alignment_det.utils.comm import positive_normalizer
 
-__all__ = ["o2o_losses", "fcos_o2m_losses", "ltrb_to_boxes"]
+__all__ = ["o2o_losses", "fcos_o2m_losses", "retinanet_o2m_losses"]
 
 ImageSizes = Union[torch.Tensor, Sequence[Tuple[int, int]]]
-
-
-def ltrb_to_boxes(locations: torch.Tensor, ltrb: torch.Tensor) -> torch.Tensor:
-    """(..., 2) locations and (..., 4) distances -> (..., 4) XYXY ``(x - l, y - t, x + r, y + b)``."""
-    x, y = locations[..., 0], locations[..., 1]
-    return torch.stack((x - ltrb[..., 0], y - ltrb[..., 1], x + ltrb[..., 2], y + ltrb[..., 3]), dim=-1)
 
 
 def o2o_losses(
@@ -80,8 +75,7 @@ def o2o_losses(
         scales.append(torch.tensor([w, h, w, h], dtype=torch.float32, device=device).expand(loc.numel(), 4))
     pred, target, scale = torch.cat(preds), torch.cat(targets), torch.cat(scales)
 
-    num_matched = torch.tensor(float(pred.shape[0]), device=device)
-    n_pos = all_reduce_mean(num_matched).clamp(min=1.0)
+    n_pos = positive_normalizer(pred.shape[0], device)
 
     loss_cls = sigmoid_focal_loss(cls_logits.float(), cls_target, focal_alpha, focal_gamma, reduction="sum")
     l1 = (box_xyxy_to_cxcywh(pred / scale) - box_xyxy_to_cxcywh(target / scale)).abs().sum()
@@ -134,13 +128,13 @@ def fcos_o2m_losses(
     ctr_t = ctr_targets.reshape(-1).float()
 
     pos = torch.nonzero((labels >= 0) & (labels < K)).squeeze(1)
-    n = all_reduce_mean(torch.tensor(float(pos.numel()), device=logits.device)).clamp(min=1.0)
+    n = positive_normalizer(pos.numel(), logits.device)
 
-    onehot = F.one_hot(labels, K + 1)[:, :K].to(logits.dtype)  # background row K is dropped
+    onehot = focal_targets(labels, K, logits.dtype)
     loss_cls = sigmoid_focal_loss(logits, onehot, focal_alpha, focal_gamma, reduction="sum") / n
 
     pos_ctr_t = ctr_t[pos]
-    denom = all_reduce_mean(pos_ctr_t.sum().detach()).clamp(min=1e-6)
+    denom = positive_normalizer(pos_ctr_t.sum(), floor=1e-6)
     origin = ltrb_p.new_zeros((pos.numel(), 2))
     iou = aligned_iou(ltrb_to_boxes(origin, ltrb_p[pos]), ltrb_to_boxes(origin, ltrb_t[pos]))
     loss_iou = (-iou.clamp(min=iou_eps).log() * pos_ctr_t).sum() / denom
@@ -150,3 +144,45 @@ def fcos_o2m_losses(
         "loss_o2m_iou": loss_iou * w_iou,
         "loss_o2m_ctr": loss_ctr * w_ctr,
     }
+
+
+def retinanet_o2m_losses(
+    cls_logits: torch.Tensor,
+    deltas: torch.Tensor,
+    labels: torch.Tensor,
+    anchors: torch.Tensor,
+    matched_boxes: torch.Tensor,
+    *,
+    focal_alpha: float = 0.25,
+    focal_gamma: float = 2.0,
+    loss_weights: Tuple[float, float] = (2.0, 2.0),
+    box_weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
+) -> Dict[str, torch.Tensor]:
+    """RetinaNet o2m losses (DATE-R): focal and L1 on the anchor deltas, mmdet ``RetinaHead.loss``.
+
+    With ``n = max(all_reduce_mean(#pos), 1)`` (mmdet divides by the per-GPU #pos; identical in one
+    process) and ``δ* = encode(anchor, gt)`` (``Box2BoxTransform(box_weights).get_deltas``):
+
+    * ``loss_o2m_cls     = w0 · Σ_{r valid, k} FL(cls[r,k], onehot[r,k]) / n`` (ignored anchors excluded);
+    * ``loss_o2m_box_reg = w1 · Σ_{r pos} |δ_r - δ*_r|_1 / n``.
+
+    Args:
+        cls_logits: (N, R, K); deltas: (N, R, 4) predicted anchor deltas;
+        labels: (N, R) int64 in [-1, K] (-1 ignored, K background), e.g. Detectron2's
+            ``RetinaNet.label_anchors``; anchors: (R, 4) XYXY; matched_boxes: (N, R, 4) the GT box of
+            each anchor (read at positives only).
+
+    Returns:
+        dict with ``loss_o2m_cls``, ``loss_o2m_box_reg``.
+    """
+    K = cls_logits.shape[-1]
+    valid = labels >= 0
+    pos = valid & (labels != K)
+    pos_img, pos_idx = pos.nonzero(as_tuple=True)
+    n = positive_normalizer(pos_img.numel(), cls_logits.device)
+    target = focal_targets(labels, K, cls_logits.dtype)
+    loss_cls = sigmoid_focal_loss_jit(cls_logits[valid], target[valid], focal_alpha, focal_gamma, "sum")
+    target_deltas = encode_boxes(anchors[pos_idx], matched_boxes[pos_img, pos_idx], box_weights)
+    loss_box = (deltas[pos_img, pos_idx] - target_deltas).abs().sum()
+    w_cls, w_box = loss_weights
+    return {"loss_o2m_cls": loss_cls / n * w_cls, "loss_o2m_box_reg": loss_box / n * w_box}

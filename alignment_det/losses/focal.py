@@ -34,5 +34,27 @@ def sigmoid_focal_loss(
     if reduction == "sum":
         return loss.sum()
     if reduction != "none":
-        raise ValueError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+        raise ValueError("reduction must be 'none', 'mean' or 'sum', got '" + reduction + "'")
     return loss
+
+
+def focal_targets(labels: torch.Tensor, num_classes: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Per-class targets of a sigmoid classifier: ``y[..., k] = 1[label == k]`` for k < K.
+
+    Args:
+        labels: (...) int64 in [-1, K]: a class in [0, K), ``K = num_classes`` for background, -1 for
+            an ignored prior (background and ignored rows are all zeros; the loss masks the ignored).
+        num_classes: K.
+        dtype: of the result (the logits' dtype).
+
+    Returns:
+        (..., K) one-hot rows, as ``F.one_hot(labels, K + 1)[..., :K]`` with the ignored set to background.
+    """
+    labels = torch.where(labels < 0, torch.full_like(labels, num_classes), labels)
+    return F.one_hot(labels, num_classes + 1)[..., :num_classes].to(dtype)
+
+
+# TorchScript-compiled, as fvcore's ``sigmoid_focal_loss_jit`` that ATSS and RetinaNet call: the
+# scripted backward rounds differently from eager autograd in the last bits, and the detectors that
+# used fvcore's keep its gradients bit for bit.
+sigmoid_focal_loss_jit = torch.jit.script(sigmoid_focal_loss)

@@ -47,8 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from alignment_det.losses.ghm import GHMHarmonizer
-from alignment_det.losses.objectness import iou_targets
-from alignment_det.utils.boxes import aligned_diou_penalty, aligned_giou, aligned_iou, pairwise_iou
+from alignment_det.utils.boxes import aligned_diou_penalty, aligned_giou, aligned_iou, iou_targets, pairwise_iou
 from alignment_det.utils.comm import all_reduce_mean
 from alignment_det.utils.state import TrainingStatistics
 

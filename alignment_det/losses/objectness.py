@@ -21,40 +21,7 @@ from typing import Optional, Union
 import torch
 import torch.nn.functional as F
 
-from alignment_det.utils.boxes import aligned_iou
-
-__all__ = ["iou_targets", "objectness_loss"]
-
-
-def iou_targets(pred_boxes: torch.Tensor, matched_gt_boxes: torch.Tensor) -> torch.Tensor:
-    """IoU of each predicted box with its matched ground truth, as a detached target.
-
-    Args:
-        pred_boxes: (P, 4) XYXY, the decoded predictions of the positive anchors
-            (any leading shape ``(..., 4)`` is accepted).
-        matched_gt_boxes: same shape, the ground-truth box each anchor is matched to.
-
-    Returns:
-        (P,) (or ``(...)``) IoU in [0, 1], computed under ``no_grad`` so it carries no
-        gradient even when ``pred_boxes`` requires grad. The official code does not
-        detach; a gradient into the regression branch through a BCE *target* is
-        unintended (docs/methods.md#retinanet-conf-object-confidence). Degenerate boxes (zero or negative
-        width/height) give 0, and so does a NaN prediction.
-    """
-    if pred_boxes.shape != matched_gt_boxes.shape or pred_boxes.shape[-1:] != (4,):
-        raise ValueError(
-            "iou_targets expects pred_boxes and matched_gt_boxes of the same shape (..., 4), got "
-            f"{tuple(pred_boxes.shape)} and {tuple(matched_gt_boxes.shape)}"
-        )
-    with torch.no_grad():
-        lead = pred_boxes.shape[:-1]
-        pred = pred_boxes.detach().reshape(-1, 4).float()
-        gt = matched_gt_boxes.detach().reshape(-1, 4).to(pred.dtype)
-        iou = aligned_iou(pred, gt)
-        # aligned_iou already maps a NaN/inf union (diverged regression) to 0; the clamp only
-        # guards the [0, 1] contract against rounding.
-        iou = iou.clamp_(0.0, 1.0)
-        return iou.reshape(lead)
+__all__ = ["objectness_loss"]
 
 
 def objectness_loss(
@@ -77,7 +44,7 @@ def objectness_loss(
         targets: IoU targets in [0, 1], either dense (same shape as ``obj_logits``; only
             the positive entries are read) or compact, (P,) with one value per positive
             in row-major order of ``positive_mask`` -- exactly the order of
-            ``tensor[positive_mask]``, i.e. what :func:`iou_targets` returns for
+            ``tensor[positive_mask]``, i.e. what :func:`alignment_det.utils.boxes.iou_targets` returns for
             ``pred_boxes[positive_mask]``. Always detached here as well.
         positive_mask: bool, same shape as ``obj_logits`` (Detectron2:
             ``(gt_labels >= 0) & (gt_labels != num_classes)``).

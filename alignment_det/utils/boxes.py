@@ -158,3 +158,41 @@ def point_box_distances(points: torch.Tensor, boxes: torch.Tensor) -> torch.Tens
     """
     x, y = points[:, 0, None], points[:, 1, None]
     return torch.stack((x - boxes[None, :, 0], y - boxes[None, :, 1], boxes[None, :, 2] - x, boxes[None, :, 3] - y), dim=-1)
+
+
+def ltrb_to_boxes(locations: torch.Tensor, ltrb: torch.Tensor) -> torch.Tensor:
+    """Decode point distances: (..., 2) locations (x, y) and (..., 4) ltrb -> (..., 4) XYXY
+    ``(x - l, y - t, x + r, y + b)`` (the inverse of :func:`point_box_distances` for one box)."""
+    x, y = locations[..., 0], locations[..., 1]
+    return torch.stack((x - ltrb[..., 0], y - ltrb[..., 1], x + ltrb[..., 2], y + ltrb[..., 3]), dim=-1)
+
+
+def iou_targets(pred_boxes: torch.Tensor, matched_gt_boxes: torch.Tensor) -> torch.Tensor:
+    """IoU of each predicted box with its matched ground truth, as a detached target.
+
+    Args:
+        pred_boxes: (P, 4) XYXY, the decoded predictions of the positive anchors
+            (any leading shape ``(..., 4)`` is accepted).
+        matched_gt_boxes: same shape, the ground-truth box each anchor is matched to.
+
+    Returns:
+        (P,) (or ``(...)``) IoU in [0, 1], computed under ``no_grad`` so it carries no
+        gradient even when ``pred_boxes`` requires grad. The official code does not
+        detach; a gradient into the regression branch through a BCE *target* is
+        unintended (docs/methods.md#retinanet-conf-object-confidence). Degenerate boxes (zero or negative
+        width/height) give 0, and so does a NaN prediction.
+    """
+    if pred_boxes.shape != matched_gt_boxes.shape or pred_boxes.shape[-1:] != (4,):
+        raise ValueError(
+            "iou_targets expects pred_boxes and matched_gt_boxes of the same shape (..., 4), got "
+            f"{tuple(pred_boxes.shape)} and {tuple(matched_gt_boxes.shape)}"
+        )
+    with torch.no_grad():
+        lead = pred_boxes.shape[:-1]
+        pred = pred_boxes.detach().reshape(-1, 4).float()
+        gt = matched_gt_boxes.detach().reshape(-1, 4).to(pred.dtype)
+        iou = aligned_iou(pred, gt)
+        # aligned_iou already maps a NaN/inf union (diverged regression) to 0; the clamp only
+        # guards the [0, 1] contract against rounding.
+        iou = iou.clamp_(0.0, 1.0)
+        return iou.reshape(lead)

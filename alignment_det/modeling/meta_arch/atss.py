@@ -5,9 +5,10 @@ measured against (docs/methods.md#atss-detector without HCRAL), configured as mm
   branch on the regression tower);
 * assignment (:meth:`ATSS.label_anchors`): ATSS on square anchors of side ``anchor_scale · stride``
   (8) centred on FCOS's locations, :func:`alignment_det.assigners.atss.atss_assign`;
-* losses (mmdet ``ATSSHead.loss``): focal (α 0.25, γ 2) / #pos, GIoU ×2 weighted by each positive's
-  centerness target and divided by their sum, BCE of the quality branch / #pos; #pos and the
-  centerness sum are means over ranks (mmdet's ``reduce_mean``), not Detectron2's EMA normaliser;
+* losses (mmdet ``ATSSHead.loss``): :func:`alignment_det.losses.atss_losses.atss_losses`, focal
+  (α 0.25, γ 2) / #pos, GIoU ×2 weighted by each positive's centerness target and divided by their
+  sum, BCE of the quality branch / #pos; #pos and the centerness sum are means over ranks (mmdet's
+  ``reduce_mean``), not Detectron2's EMA normaliser;
 * quality target ``"centerness"`` (ATSS) or ``"iou"`` (IoU of the predicted box, as HCRAL trains it);
 * inference: score ``σ(cls)·σ(quality)`` (mmdet multiplies, Detectron2's FCOS takes the square root),
   > 0.05, top-1000 per level, class-wise NMS 0.6, 100 detections.
@@ -18,17 +19,15 @@ Boxes are FCOS's: ltrb distances in strides decoded by ``Box2BoxTransformLinear`
 from typing import Dict, List, NamedTuple, Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 from detectron2.layers import cat
 from detectron2.structures import Boxes, ImageList, Instances
-from fvcore.nn import sigmoid_focal_loss_jit
 from torch import Tensor
 
 from alignment_det.assigners.atss import ATSSAssignment, atss_assign
 from alignment_det.assigners.fcos_targets import centerness_targets
-from alignment_det.losses.objectness import iou_targets
-from alignment_det.utils.boxes import aligned_giou
-from alignment_det.utils.comm import all_reduce_mean
+from alignment_det.losses.atss_losses import atss_losses
+from alignment_det.utils.boxes import iou_targets
+from alignment_det.utils.comm import positive_normalizer
 
 from .dense import FCOS
 from ..alignment_logging import log_score_iou_correlation
@@ -42,7 +41,7 @@ from ..assignment import (
 )
 from ..events import put_scalars
 
-__all__ = ["ATSS", "DenseTargets", "QUALITY_TARGETS"]
+__all__ = ["ATSS", "DenseTargets", "Positives", "QUALITY_TARGETS"]
 
 QUALITY_TARGETS = ("centerness", "iou")
 
@@ -55,6 +54,18 @@ class DenseTargets(NamedTuple):
     pos_img: Tensor  # (P,) image of each positive
     pos_idx: Tensor  # (P,) prior of each positive
     normalizer: Tensor  # () max(1, #positives averaged over ranks)
+
+
+class Positives(NamedTuple):
+    """What the losses read at the positives of a batch (P of them)."""
+
+    gt: Tensor  # (P, 4) XYXY assigned GT
+    boxes: Tensor  # (P, 4) decoded final boxes (with gradient)
+    init_boxes: Optional[Tensor]  # (P, 4) decoded initial boxes of the head's AUX, else None
+    centerness: Tensor  # (P,) centerness target of each positive's point in its GT
+    quality_targets: Tensor  # (P,) target of the quality branch (centerness or IoU of ``boxes``)
+    quality_logits: Tensor  # (P,) the quality branch
+    cls_logits: Tensor  # (P,) classification logit of the GT class
 
 
 class ATSS(FCOS):
@@ -108,9 +119,6 @@ class ATSS(FCOS):
         self.box_reg_loss_weight = float(box_reg_loss_weight)
         self.box_reg_init_loss_weight = float(box_reg_init_loss_weight)
         self.gt_chunk_size = int(gt_chunk_size)
-        # EATSS (HCRALATSS): extra priors per GT and the IoU that ranks them; plain ATSS adds none.
-        self.num_extra_priors = 0
-        self.rank_iou = "anchor"
 
     @property
     def has_aux(self) -> bool:
@@ -149,12 +157,13 @@ class ATSS(FCOS):
     def label_anchors(
         self, anchors: List[Boxes], gt_instances: List[Instances], pred_boxes: Optional[Tensor] = None
     ):
-        """ATSS (and EATSS, when ``num_extra_priors > 0``) labels, Detectron2's interface.
+        """ATSS labels (:meth:`_assign_image`), Detectron2's interface.
 
         Args:
             anchors: per level the point anchors (H_l·W_l, 4) of FCOS.
             gt_instances: N Instances with ``gt_boxes`` / ``gt_classes`` (G_i may be 0).
-            pred_boxes: (N, R, 4) detached predicted boxes, needed when EATSS ranks by ``"pred"``.
+            pred_boxes: (N, R, 4) detached predicted boxes, for an assignment that ranks by them
+                (HCRALATSS's EATSS ``"pred"``).
 
         Returns:
             gt_labels: N tensors (R,) in [0, K] (K = background; ATSS ignores nothing);
@@ -165,7 +174,7 @@ class ATSS(FCOS):
         gt_labels, matched, num_atss, num_extra, gt_index = [], [], 0, 0, []
         for i, inst in enumerate(gt_instances):
             boxes = inst.gt_boxes.tensor
-            r = self._assign_image(sq, num_per_level, boxes, pred_boxes, i, self.num_extra_priors)
+            r = self._assign_image(sq, num_per_level, boxes, pred_boxes, i)
             gt_index.append(r.gt_index)
             pos = r.gt_index >= 0
             idx = r.gt_index.clamp(min=0)
@@ -178,51 +187,49 @@ class ATSS(FCOS):
             matched.append(m)
             num_atss += r.num_atss
             num_extra += r.num_extra
-        num_gt = max(sum(len(x) for x in gt_instances), 1)
-        stats = {"atss/pos_per_gt": float(num_atss) / num_gt}
-        if self.num_extra_priors > 0:
-            stats["atss/eatss_extra_per_gt"] = float(num_extra) / num_gt
-        put_scalars(**stats)
+        put_scalars(**self.assignment_scalars(num_atss, num_extra, max(sum(len(x) for x in gt_instances), 1)))
         count_gts_without_positives(
             gt_instances, gt_index, smallest_stride=min(self.anchor_generator.strides), method=type(self).__name__
         )
         return gt_labels, matched
 
+    def assignment_scalars(self, num_atss: int, num_extra: int, num_gt: int) -> Dict[str, float]:
+        """Logged per step by :meth:`label_anchors`: ATSS positives per GT."""
+        return {"atss/pos_per_gt": float(num_atss) / num_gt}
+
     def _assign_image(self, sq: Tensor, num_per_level: List[int], gt_boxes: Tensor, pred_boxes: Optional[Tensor],
-                      image: int, num_extra: int) -> ATSSAssignment:
-        """ATSS (+ ``num_extra`` EATSS priors per GT) on one image's ``gt_boxes`` (G, 4)."""
-        rank_by_pred = num_extra > 0 and self.rank_iou == "pred"
-        if rank_by_pred and pred_boxes is None:
-            raise ValueError("EATSS with rank_iou='pred' needs the predicted boxes (pred_boxes)")
-        return atss_assign(
-            sq, num_per_level, gt_boxes, topk=self.topk, num_extra=num_extra,
-            rank_boxes=pred_boxes[image] if rank_by_pred else None, gt_chunk_size=self.gt_chunk_size,
-        )
+                      image: int, *, extra: bool = True) -> ATSSAssignment:
+        """ATSS on one image's ``gt_boxes`` (G, 4) (``extra``: whether a subclass adds its extra priors)."""
+        return atss_assign(sq, num_per_level, gt_boxes, topk=self.topk, gt_chunk_size=self.gt_chunk_size)
+
+    def assignment_pred_boxes(self, anchors: List[Boxes], features: List[Tensor]) -> Optional[Tensor]:
+        """(N, R, 4) predicted boxes when the assignment ranks by them (none for ATSS)."""
+        return None
+
+    def assignment_info(self) -> Dict[str, float]:
+        """The assignment's settings, reported with every :class:`ImageAssignment`."""
+        return {"topk": self.topk}
+
+    def assignment_groups(self, sq, num_per_level, boxes, pred_boxes, image, levels) -> Dict:
+        """Group ``atss``: the ATSS positives of one image."""
+        base = self._assign_image(sq, num_per_level, boxes, pred_boxes, image, extra=False).gt_index
+        pos = base >= 0
+        return {"atss": positive_group(pos.nonzero()[:, 0], base[pos], sq, levels)}
 
     @torch.no_grad()
     def assignment(self, batched_inputs: List[dict]) -> List[ImageAssignment]:
-        """Group ``atss``: the ATSS positives; with EATSS, ``eatss_extra``: the priors it adds
-        (``alignment_det.modeling.assignment`` contract). Priors: the square assignment anchors."""
+        """:meth:`assignment_groups` of every image (``alignment_det.modeling.assignment`` contract).
+        Priors: the square assignment anchors."""
         images, features, gt_instances = training_inputs(self, batched_inputs)
         anchors = self.anchor_generator(features)
-        pred_boxes = None
-        if self.eatss_ranks_by_pred:  # only the assignment's needs (HCRA-C's would run the head for nothing)
-            pred_boxes = self.decode(anchors, self.dense_predictions(self.head(features))["deltas"])
+        pred_boxes = self.assignment_pred_boxes(anchors, features)
         sq = self.assignment_anchors(anchors)
         num_per_level = [len(a) for a in anchors]
         levels = level_ids_of(num_per_level, device=sq.device)
         out = []
         for i, inst in enumerate(gt_instances):
-            boxes = inst.gt_boxes.tensor
-            base = self._assign_image(sq, num_per_level, boxes, pred_boxes, i, 0).gt_index
-            pos = base >= 0
-            groups = {"atss": positive_group(pos.nonzero()[:, 0], base[pos], sq, levels)}
-            if self.num_extra_priors > 0:
-                full = self._assign_image(sq, num_per_level, boxes, pred_boxes, i, self.num_extra_priors).gt_index
-                extra = (full >= 0) & (full != base)
-                groups["eatss_extra"] = positive_group(extra.nonzero()[:, 0], full[extra], sq, levels)
-            info = {"topk": self.topk, "eatss_l": self.num_extra_priors}
-            out.append(make_image_assignment(images.image_sizes[i], inst, groups, self.head_in_features, info))
+            groups = self.assignment_groups(sq, num_per_level, inst.gt_boxes.tensor, pred_boxes, i, levels)
+            out.append(make_image_assignment(images.image_sizes[i], inst, groups, self.head_in_features, self.assignment_info()))
         return out
 
     def dense_targets(self, gt_labels: Sequence[Tensor], matched: Sequence[Tensor]) -> DenseTargets:
@@ -231,7 +238,7 @@ class ATSS(FCOS):
         pos_img, pos_idx = pos.nonzero(as_tuple=True)
         num_pos = pos_img.numel()
         put_scalars(num_pos_anchors=num_pos / max(len(gt_labels), 1))
-        normalizer = all_reduce_mean(torch.tensor(float(num_pos), device=labels.device)).clamp(min=1.0)
+        normalizer = positive_normalizer(num_pos, labels.device)
         return DenseTargets(labels, torch.stack(list(matched)), pos_img, pos_idx, normalizer)
 
     # ------------------------------------------------------------------ training
@@ -243,14 +250,28 @@ class ATSS(FCOS):
         targets = self.dense_targets(gt_labels, matched)
         return self.losses(anchors, pred, targets, gt_instances, pred_boxes)
 
-    @property
-    def eatss_ranks_by_pred(self) -> bool:
-        """EATSS ranks its extra priors by the IoU of their predicted boxes (``rank_iou="pred"``)."""
-        return self.num_extra_priors > 0 and self.rank_iou == "pred"
-
     def needs_pred_boxes(self) -> bool:
-        """Whether training decodes every prior's (detached) box before assignment."""
-        return self.eatss_ranks_by_pred
+        """Whether training decodes every prior's (detached) box before assignment (not ATSS)."""
+        return False
+
+    def positives(self, anchors: List[Boxes], pred: Dict[str, Optional[Tensor]], targets: DenseTargets) -> Positives:
+        """Decoded boxes, targets and predictions at the positives; logs ``align/score_iou_corr``
+        of the inference score σ(cls)·σ(quality) against the IoU of the final box."""
+        t = targets
+        a = Boxes.cat(anchors).tensor[t.pos_idx]
+        gt = t.matched[t.pos_img, t.pos_idx]
+        boxes = self.box2box_transform.apply_deltas(pred["deltas"][t.pos_img, t.pos_idx], a)
+        init = None
+        if pred["deltas_init"] is not None:
+            init = self.box2box_transform.apply_deltas(pred["deltas_init"][t.pos_img, t.pos_idx], a)
+        centerness = centerness_targets(self.box2box_transform.get_deltas(a, gt))
+        ious = iou_targets(boxes, gt)  # detached
+        quality_logits = pred["quality"][t.pos_img, t.pos_idx]
+        cls_logits = pred["logits"][t.pos_img, t.pos_idx, t.labels[t.pos_img, t.pos_idx]]
+        with torch.no_grad():  # the inference score σ(cls)·σ(quality) of each positive, for its GT class
+            log_score_iou_correlation(cls_logits.sigmoid() * quality_logits.sigmoid(), ious)
+        quality_t = ious if self.quality_target == "iou" else centerness
+        return Positives(gt, boxes, init, centerness, quality_t, quality_logits, cls_logits)
 
     def losses(
         self,
@@ -260,56 +281,21 @@ class ATSS(FCOS):
         gt_instances: List[Instances],
         pred_boxes: Optional[Tensor] = None,
     ) -> Dict[str, Tensor]:
-        """``loss_cls``, ``loss_box_reg`` (+ ``loss_box_reg_init`` with AUX) and ``loss_quality``.
+        """``loss_cls``, ``loss_box_reg`` (+ ``loss_box_reg_init`` with AUX) and ``loss_quality``
+        (:func:`~alignment_det.losses.atss_losses.atss_losses`).
 
         Args:
             anchors: FCOS point anchors per level; pred: :meth:`dense_predictions`;
             targets: :meth:`dense_targets`; gt_instances: the batch's GTs; pred_boxes: (N, R, 4)
-            detached final boxes if already decoded.
+            detached final boxes if already decoded (unused by ATSS).
         """
-        t = targets
-        a = Boxes.cat(anchors).tensor[t.pos_idx]
-        gt = t.matched[t.pos_img, t.pos_idx]
-        losses = {"loss_cls": self.classification_loss(pred, targets, anchors, gt_instances, pred_boxes)}
-        boxes = self.box2box_transform.apply_deltas(pred["deltas"][t.pos_img, t.pos_idx], a)
-        losses["loss_box_reg"] = self.box_reg_loss_weight * self.box_loss(boxes, gt, a, pred, targets, init=False)
-        if pred["deltas_init"] is not None:
-            init = self.box2box_transform.apply_deltas(pred["deltas_init"][t.pos_img, t.pos_idx], a)
-            losses["loss_box_reg_init"] = self.box_reg_init_loss_weight * self.box_loss(init, gt, a, pred, targets, init=True)
-        ious = iou_targets(boxes, gt)  # detached
-        if self.quality_target == "iou":
-            quality_t = ious
-        else:
-            quality_t = centerness_targets(self.box2box_transform.get_deltas(a, gt))
-        with torch.no_grad():  # the inference score σ(cls)·σ(quality) of each positive, for its GT class
-            cls = pred["logits"][t.pos_img, t.pos_idx, t.labels[t.pos_img, t.pos_idx]].sigmoid()
-            log_score_iou_correlation(cls * pred["quality"][t.pos_img, t.pos_idx].sigmoid(), ious)
-        losses["loss_quality"] = (
-            F.binary_cross_entropy_with_logits(pred["quality"][t.pos_img, t.pos_idx], quality_t, reduction="sum")
-            / t.normalizer
+        p = self.positives(anchors, pred, targets)
+        return atss_losses(
+            pred["logits"], targets.labels, p.boxes, p.gt, p.centerness, p.quality_logits, p.quality_targets,
+            targets.normalizer, init_boxes=p.init_boxes, focal_alpha=self.focal_loss_alpha,
+            focal_gamma=self.focal_loss_gamma, box_weight=self.box_reg_loss_weight,
+            box_init_weight=self.box_reg_init_loss_weight,
         )
-        return losses
-
-    def classification_loss(self, pred, targets: DenseTargets, anchors, gt_instances, pred_boxes) -> Tensor:
-        """Focal loss over every (prior, class) / #pos (mmdet ATSS)."""
-        logits = pred["logits"]
-        onehot = F.one_hot(targets.labels, num_classes=self.num_classes + 1)[..., :-1].to(logits.dtype)
-        loss = sigmoid_focal_loss_jit(
-            logits, onehot, alpha=self.focal_loss_alpha, gamma=self.focal_loss_gamma, reduction="sum"
-        )
-        return loss / targets.normalizer
-
-    def box_loss(self, boxes: Tensor, gt: Tensor, anchors: Tensor, pred, targets: DenseTargets, *, init: bool) -> Tensor:
-        """GIoU loss of the positives weighted by their centerness targets, divided by the sum of
-        those targets (mean over ranks, at least 1), as mmdet's ATSSHead.
-
-        Args:
-            boxes: (P, 4) decoded predictions (with gradient); gt: (P, 4); anchors: (P, 4) point anchors.
-            init: True for AUX's initial box (same loss here; HCRALATSS keeps separate statistics).
-        """
-        ctr = centerness_targets(self.box2box_transform.get_deltas(anchors, gt))
-        denom = all_reduce_mean(ctr.sum().detach()).clamp(min=1.0)
-        return (ctr * (1.0 - aligned_giou(boxes.float(), gt.float()))).sum() / denom
 
     # ------------------------------------------------------------------ inference
     def forward_inference(self, images: ImageList, features: List[Tensor], predictions):

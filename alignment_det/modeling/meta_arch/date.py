@@ -7,8 +7,9 @@ docs/methods.md#date. Training (:meth:`DATE.forward_training`) adds two groups o
   GIoU ×2 (:func:`alignment_det.losses.date_losses.o2o_losses`);
 * one-to-many (o2m), training only: mmdet-style FCOS (DATE-F,
   :func:`alignment_det.assigners.fcos_targets.fcos_targets` + ``fcos_o2m_losses``) or RetinaNet
-  (DATE-R: Detectron2's anchor generator, ``Matcher([0.4, 0.5], [0, -1, 1], allow_low_quality_matches)``,
-  focal ×2 and L1 on ``Box2BoxTransform`` deltas ×2);
+  (DATE-R: Detectron2's anchor generator and ``RetinaNet.label_anchors`` with
+  ``Matcher([0.4, 0.5], [0, -1, 1], allow_low_quality_matches)``, focal ×2 and L1 on
+  ``Box2BoxTransform`` deltas ×2, :func:`alignment_det.losses.date_losses.retinanet_o2m_losses`);
 
 total ``λ_o2o·L_o2o + λ_o2m·L_o2m``. Inference (:meth:`DATE.forward_inference`) evaluates the o2o
 predictor only: score ``σ(cls)`` (``σ(cls)·σ(f)`` with 3DMF) > 0.01, top-100 per level, merge,
@@ -16,31 +17,31 @@ top-100 per image, **no NMS**. :meth:`DATE.export_forward` is the same computati
 tensor, traceable as one graph (see :mod:`alignment_det.modeling.meta_arch.date_export`).
 """
 import logging
+from types import SimpleNamespace
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 from detectron2.layers import batched_nms, cat
 from detectron2.modeling.anchor_generator import DefaultAnchorGenerator
-from detectron2.modeling.box_regression import Box2BoxTransform, _dense_box_regression_loss
+from detectron2.modeling.box_regression import Box2BoxTransform
 from detectron2.modeling.matcher import Matcher
 from detectron2.modeling.meta_arch.dense_detector import permute_to_N_HWA_K
-from detectron2.structures import Boxes, ImageList, Instances, pairwise_iou
-from fvcore.nn import sigmoid_focal_loss_jit
+from detectron2.modeling.meta_arch.retinanet import RetinaNet
+from detectron2.structures import Boxes, ImageList, Instances
 from torch import Tensor
 
 from alignment_det.assigners.fcos_targets import MMDET_FCOS_REGRESS_RANGES, fcos_targets
 from alignment_det.assigners.one_to_one import onenet_cost_assign, one_to_one_assign
 from alignment_det.layers.max_filter_3d import fuse_filter_logits
-from alignment_det.losses.date_losses import fcos_o2m_losses, ltrb_to_boxes, o2o_losses
-from alignment_det.utils.boxes import aligned_iou
-from alignment_det.utils.comm import all_reduce_mean
+from alignment_det.losses.date_losses import fcos_o2m_losses, o2o_losses, retinanet_o2m_losses
+from alignment_det.utils.boxes import aligned_iou, ltrb_to_boxes
 
 from .dense import FCOS
 from ..alignment_logging import log_score_iou_correlation
 from ..assignment import (
     ImageAssignment,
     count_gts_without_positives,
+    gt_index_of_matched_boxes,
     level_ids_of,
     make_image_assignment,
     positive_group,
@@ -48,33 +49,11 @@ from ..assignment import (
 )
 from ..events import put_scalars
 
-__all__ = ["DATE", "backbone_lr_factor"]
+__all__ = ["DATE"]
 
 logger = logging.getLogger(__name__)
 
 O2O_MATCHERS = ("poto", "onenet_cost")
-
-
-def backbone_lr_factor(factor: float = 0.1):
-    """``lr_factor_func`` for ``get_default_optimizer_params``: ``factor`` for the ResNet (mmdet's
-    ``backbone``), 1 elsewhere (mmdet ``paramwise_cfg.custom_keys={'backbone': lr_mult 0.1}``).
-
-    Detectron2's ``backbone`` module is the FPN and holds the ResNet as ``backbone.bottom_up``;
-    mmdet's ``backbone`` is the ResNet alone, its FPN (``neck``) trains at the full rate. So the
-    factor goes to ``backbone.*`` except the FPN's own layers, ``backbone.fpn_*`` (lateral and
-    output convs) and ``backbone.top_block.*`` (P6/P7). A backbone without FPN gets it whole.
-
-    Returned by a factory so that configs can write ``L(backbone_lr_factor)(factor=0.1)`` and survive
-    ``LazyConfig.save`` (a bare function value would be pickled).
-    """
-    factor = float(factor)
-
-    def lr_factor_func(name: str) -> float:
-        if name.startswith(("backbone.fpn_", "backbone.top_block.")):
-            return 1.0
-        return factor if name.startswith("backbone.") else 1.0
-
-    return lr_factor_func
 
 
 class DATE(FCOS):
@@ -344,50 +323,35 @@ class DATE(FCOS):
         return losses, int(((labels >= 0) & (labels < K)).sum()), [t.gt_index for t in targets]
 
     @torch.no_grad()
-    def _retina_label_anchors(self, anchors: Boxes, gt_instances) -> Tuple[Tensor, Tensor, Tensor]:
-        """RetinaNet max-IoU labels (as ``RetinaNet.label_anchors``): (N, R) labels in {-1, 0..K}
-        (-1 ignore, K background), (N, R, 4) matched GT boxes and (N, R) matched GT indices."""
-        labels, matched, indices = [], [], []
-        for inst in gt_instances:
-            if len(inst) == 0:
-                labels.append(torch.full((len(anchors),), self.num_classes, dtype=torch.long, device=anchors.device))
-                matched.append(torch.zeros_like(anchors.tensor))
-                indices.append(torch.zeros((len(anchors),), dtype=torch.long, device=anchors.device))
-                continue
-            idx, anchor_labels = self.o2m_anchor_matcher(pairwise_iou(inst.gt_boxes, anchors))
-            lab = inst.gt_classes[idx].clone()
-            lab[anchor_labels == 0] = self.num_classes
-            lab[anchor_labels == -1] = -1
-            labels.append(lab)
-            matched.append(inst.gt_boxes.tensor[idx])
-            indices.append(idx)
-        return torch.stack(labels), torch.stack(matched), torch.stack(indices)
+    def _retina_label_anchors(self, anchors: List[Boxes], gt_instances) -> Tuple[Tensor, Tensor, Tensor]:
+        """DATE-R's o2m labels: Detectron2's ``RetinaNet.label_anchors`` with this model's
+        ``o2m_anchor_matcher``. Returns (N, R) labels in {-1, 0..K} (-1 ignore, K background), (N, R, 4)
+        matched GT boxes and (N, R) the GT index of each positive (-1 elsewhere)."""
+        # label_anchors reads only these two attributes; DATE's own are the FCOS-side ones.
+        labeller = SimpleNamespace(anchor_matcher=self.o2m_anchor_matcher, num_classes=self.num_classes)
+        labels, matched = RetinaNet.label_anchors(labeller, anchors, gt_instances)
+        labels, matched = torch.stack(labels), torch.stack(matched)
+        pos = (labels >= 0) & (labels != self.num_classes)
+        gt_index = torch.stack(
+            [torch.where(p, gt_index_of_matched_boxes(m, inst.gt_boxes.tensor), torch.full_like(p, -1, dtype=torch.long))
+             for p, m, inst in zip(pos, matched, gt_instances)]
+        )
+        return labels, matched, gt_index
 
     def _retina_o2m_losses(self, features, predictions, gt_instances):
-        """DATE-R o2m: focal × w0 and L1 on deltas × w1, both / max(all-reduced #pos, 1); returns
-        (losses, #positives, (N, R) GT index of each anchor, -1 where not positive)."""
+        """DATE-R o2m (:func:`retinanet_o2m_losses`); returns (losses, #positives, (N, R) GT index of
+        each anchor, -1 where not positive)."""
         K = self.num_classes
         anchors = self.o2m_anchor_generator(features)
         cls = cat([permute_to_N_HWA_K(x, K) for x in predictions["o2m_cls"]], dim=1)
-        deltas = [permute_to_N_HWA_K(x, 4) for x in predictions["o2m_reg"]]
-        labels, matched, gt_index = self._retina_label_anchors(Boxes.cat(anchors), gt_instances)
-        valid = labels >= 0
-        pos = valid & (labels != K)
-        num_pos = int(pos.sum())
-        # mmdet's AnchorHead normalises by the per-GPU #pos; all-reduced here like every other
-        # DATE normaliser (identical in one process).
-        n = all_reduce_mean(torch.tensor(float(num_pos), device=cls.device)).clamp(min=1.0)
-        target = F.one_hot(labels.clamp(min=0), K + 1)[..., :K].to(cls.dtype)
-        loss_cls = sigmoid_focal_loss_jit(
-            cls[valid], target[valid], alpha=self.focal_loss_alpha, gamma=self.focal_loss_gamma, reduction="sum"
+        deltas = cat([permute_to_N_HWA_K(x, 4) for x in predictions["o2m_reg"]], dim=1)
+        labels, matched, gt_index = self._retina_label_anchors(anchors, gt_instances)
+        losses = retinanet_o2m_losses(
+            cls, deltas, labels, Boxes.cat(anchors).tensor, matched,
+            focal_alpha=self.focal_loss_alpha, focal_gamma=self.focal_loss_gamma,
+            loss_weights=self.o2m_loss_weights, box_weights=self.o2m_box2box_transform.weights,
         )
-        loss_box = _dense_box_regression_loss(
-            anchors, self.o2m_box2box_transform, deltas, list(matched), pos,
-            box_reg_loss_type="smooth_l1", smooth_l1_beta=0.0,  # beta 0 = L1 (mmdet L1Loss)
-        )
-        w_cls, w_box = self.o2m_loss_weights
-        losses = {"loss_o2m_cls": loss_cls / n * w_cls, "loss_o2m_box_reg": loss_box / n * w_box}
-        return losses, num_pos, torch.where(pos, gt_index, torch.full_like(gt_index, -1))
+        return losses, int((gt_index >= 0).sum()), gt_index
 
     # ------------------------------------------------------------------ assignment
     @torch.no_grad()
@@ -409,9 +373,8 @@ class DATE(FCOS):
         else:
             anchors = self.o2m_anchor_generator(features)
             all_anchors = Boxes.cat(anchors)
-            labels, _, indices = self._retina_label_anchors(all_anchors, gt_instances)
-            pos = (labels >= 0) & (labels < self.num_classes)
-            o2m = [(torch.nonzero(p).squeeze(1), idx) for p, idx in zip(pos, indices)]
+            _, _, indices = self._retina_label_anchors(anchors, gt_instances)
+            o2m = [(torch.nonzero(idx >= 0).squeeze(1), idx) for idx in indices]
             o2m_priors, o2m_levels = all_anchors.tensor, level_ids_of([len(a) for a in anchors], all_anchors.device)
         out = []
         for i, inst in enumerate(gt_instances):

@@ -23,19 +23,22 @@ import copy
 from typing import Dict, List, Optional
 
 import torch
-import torch.nn.functional as F
 from detectron2.layers import cat
+from detectron2.modeling.box_regression import _dense_box_regression_loss
 from detectron2.structures import Boxes, Instances
+from fvcore.nn import sigmoid_focal_loss_jit
 from torch import Tensor
 
-from alignment_det.assigners.atss import RANK_IOU_MODES
+from alignment_det.assigners.atss import RANK_IOU_MODES, ATSSAssignment, atss_assign
+from alignment_det.losses.atss_losses import centerness_giou_loss, focal_cls_loss, quality_loss
+from alignment_det.losses.focal import focal_targets
 from alignment_det.losses.hcra import HCRACLoss, HCRARLoss, prior_ious
-from alignment_det.losses.objectness import iou_targets
-from alignment_det.utils.comm import all_reduce_mean
+from alignment_det.utils.boxes import iou_targets
+from alignment_det.utils.comm import positive_normalizer
 
 from .dense import RetinaNet
 from ..alignment_logging import log_score_iou_correlation
-from ..assignment import ImageAssignment, label_anchors_assignment
+from ..assignment import ImageAssignment, label_anchors_assignment, positive_group
 from ..events import put_scalars
 from .atss import ATSS, DenseTargets
 
@@ -98,28 +101,83 @@ class HCRALATSS(ATSS):
         self.hcrar = (hcrar if hcrar is not None else HCRARLoss(gamma=1.5)) if use_hcrar else None
         self.hcrar_init = copy.deepcopy(self.hcrar) if use_hcrar and self.has_aux else None
 
+    # ------------------------------------------------------------------ EATSS
+    @property
+    def eatss_ranks_by_pred(self) -> bool:
+        """EATSS ranks its extra priors by the IoU of their predicted boxes (``rank_iou="pred"``)."""
+        return self.num_extra_priors > 0 and self.rank_iou == "pred"
+
     def needs_pred_boxes(self) -> bool:
         # HCRA-C's u needs every prior's predicted box; EATSS "pred" needs them before assignment.
-        return self.use_hcrac or super().needs_pred_boxes()
+        return self.use_hcrac or self.eatss_ranks_by_pred
 
-    def classification_loss(self, pred, targets: DenseTargets, anchors, gt_instances, pred_boxes) -> Tensor:
-        if not self.use_hcrac:
-            return super().classification_loss(pred, targets, anchors, gt_instances, pred_boxes)
-        logits = pred["logits"]
-        labels = targets.labels
-        positive = (labels >= 0) & (labels != self.num_classes)
-        u = _hcrac_prior_ious(pred_boxes, gt_instances, positive, targets.matched, self.gt_chunk_size)
-        onehot = F.one_hot(labels, num_classes=self.num_classes + 1)[..., :-1].to(logits.dtype)
-        out = self.hcrac(logits, onehot, u)
-        put_scalars(**{"hcral/ghm_nonempty_bins": out.num_nonempty_bins})
-        return out.loss
+    def _assign_image(self, sq, num_per_level, gt_boxes, pred_boxes, image, *, extra: bool = True) -> ATSSAssignment:
+        """ATSS, plus with ``extra`` EATSS's ``num_extra_priors`` priors per GT on one image."""
+        num_extra = self.num_extra_priors if extra else 0
+        rank_by_pred = num_extra > 0 and self.rank_iou == "pred"
+        if rank_by_pred and pred_boxes is None:
+            raise ValueError("EATSS with rank_iou='pred' needs the predicted boxes (pred_boxes)")
+        return atss_assign(
+            sq, num_per_level, gt_boxes, topk=self.topk, num_extra=num_extra,
+            rank_boxes=pred_boxes[image] if rank_by_pred else None, gt_chunk_size=self.gt_chunk_size,
+        )
 
-    def box_loss(self, boxes, gt, anchors, pred, targets: DenseTargets, *, init: bool) -> Tensor:
-        if not self.use_hcrar:
-            return super().box_loss(boxes, gt, anchors, pred, targets, init=init)
+    def assignment_scalars(self, num_atss: int, num_extra: int, num_gt: int) -> Dict[str, float]:
+        stats = super().assignment_scalars(num_atss, num_extra, num_gt)
+        if self.num_extra_priors > 0:
+            stats["atss/eatss_extra_per_gt"] = float(num_extra) / num_gt
+        return stats
+
+    def assignment_pred_boxes(self, anchors, features) -> Optional[Tensor]:
+        # Only the assignment's needs (HCRA-C's would run the head for nothing).
+        if not self.eatss_ranks_by_pred:
+            return None
+        return self.decode(anchors, self.dense_predictions(self.head(features))["deltas"])
+
+    def assignment_info(self) -> Dict[str, float]:
+        return {**super().assignment_info(), "eatss_l": self.num_extra_priors}
+
+    def assignment_groups(self, sq, num_per_level, boxes, pred_boxes, image, levels) -> Dict:
+        """ATSS's group ``atss``; with EATSS, ``eatss_extra``: the priors it adds."""
+        groups = super().assignment_groups(sq, num_per_level, boxes, pred_boxes, image, levels)
+        if self.num_extra_priors > 0:
+            base = self._assign_image(sq, num_per_level, boxes, pred_boxes, image, extra=False).gt_index
+            full = self._assign_image(sq, num_per_level, boxes, pred_boxes, image).gt_index
+            extra = (full >= 0) & (full != base)
+            groups["eatss_extra"] = positive_group(extra.nonzero()[:, 0], full[extra], sq, levels)
+        return groups
+
+    # ------------------------------------------------------------------ losses
+    def losses(self, anchors, pred, targets: DenseTargets, gt_instances, pred_boxes=None) -> Dict[str, Tensor]:
+        """ATSS's keys: ``loss_cls`` HCRA-C (else focal), ``loss_box_reg`` (+ ``loss_box_reg_init``)
+        λ × HCRA-R (else centerness-weighted GIoU), ``loss_quality`` on the IoU target."""
         t = targets
-        scores = pred["logits"][t.pos_img, t.pos_idx, t.labels[t.pos_img, t.pos_idx]].detach().sigmoid()
-        return _hcrar(self.hcrar_init if init else self.hcrar, boxes, gt, scores, t.normalizer, log=not init)
+        p = self.positives(anchors, pred, t)
+        if self.use_hcrac:
+            positive = (t.labels >= 0) & (t.labels != self.num_classes)
+            u = _hcrac_prior_ious(pred_boxes, gt_instances, positive, t.matched, self.gt_chunk_size)
+            out = self.hcrac(pred["logits"], focal_targets(t.labels, self.num_classes, pred["logits"].dtype), u)
+            put_scalars(**{"hcral/ghm_nonempty_bins": out.num_nonempty_bins})
+            losses = {"loss_cls": out.loss}
+        else:
+            losses = {"loss_cls": focal_cls_loss(
+                pred["logits"], t.labels, t.normalizer, alpha=self.focal_loss_alpha, gamma=self.focal_loss_gamma
+            )}
+        weights = {"loss_box_reg": self.box_reg_loss_weight, "loss_box_reg_init": self.box_reg_init_loss_weight}
+        boxes = {"loss_box_reg": p.boxes, "loss_box_reg_init": p.init_boxes}
+        if self.use_hcrar:
+            scores = p.cls_logits.detach().sigmoid()
+            modules = {"loss_box_reg": self.hcrar, "loss_box_reg_init": self.hcrar_init}
+            for key, b in boxes.items():
+                if b is not None:
+                    losses[key] = weights[key] * _hcrar(modules[key], b, p.gt, scores, t.normalizer, log=key == "loss_box_reg")
+        else:
+            ctr_normalizer = positive_normalizer(p.centerness.sum())
+            for key, b in boxes.items():
+                if b is not None:
+                    losses[key] = weights[key] * centerness_giou_loss(b, p.gt, p.centerness, ctr_normalizer)
+        losses["loss_quality"] = quality_loss(p.quality_logits, p.quality_targets, t.normalizer)
+        return losses
 
 
 class HCRALRetinaNet(RetinaNet):
@@ -160,23 +218,21 @@ class HCRALRetinaNet(RetinaNet):
         return self.losses(anchors, pred_logits, gt_labels, pred_anchor_deltas, gt_boxes, gt_instances=gt_instances)
 
     def losses(self, anchors, pred_logits, gt_labels, pred_anchor_deltas, gt_boxes, gt_instances=None) -> Dict[str, Tensor]:
-        """RetinaNet's ``loss_cls`` / ``loss_box_reg`` keys, HCRA-C / HCRA-R in place of those switched on.
+        """RetinaNet's ``loss_cls`` / ``loss_box_reg`` keys, each computed once: HCRA-C / HCRA-R where
+        switched on, else RetinaNet's focal / box loss over Detectron2's EMA normaliser.
 
         Args: as ``RetinaNet.losses``, plus ``gt_instances`` (the GTs of every image, for HCRA-C's
         max-IoU of background anchors).
         """
-        if not (self.use_hcrac and self.use_hcrar):
-            losses = super().losses(anchors, pred_logits, gt_labels, pred_anchor_deltas, gt_boxes)
-        else:
-            losses = {}
         labels = torch.stack(gt_labels)  # (N, R), -1 ignore, K background
         matched = torch.stack(gt_boxes)
         valid = labels >= 0
         pos = valid & (labels != self.num_classes)
         pos_img, pos_idx = pos.nonzero(as_tuple=True)
         num_pos = pos_img.numel()
-        if not losses:
-            put_scalars(num_pos_anchors=num_pos / max(len(gt_labels), 1))
+        put_scalars(num_pos_anchors=num_pos / max(len(gt_labels), 1))
+        if not (self.use_hcrac and self.use_hcrar):  # RetinaNet's normaliser, as RetinaNet.losses updates it
+            ema_normalizer = self._ema_update("loss_normalizer", max(num_pos, 1), 100)
         all_anchors = Boxes.cat(anchors).tensor
         logits = cat(pred_logits, dim=1)
         deltas = cat(pred_anchor_deltas, dim=1)
@@ -184,6 +240,7 @@ class HCRALRetinaNet(RetinaNet):
         boxes = self.box2box_transform.apply_deltas(deltas[pos_img, pos_idx], all_anchors[pos_idx])
         gt = matched[pos_img, pos_idx]
         pos_logits = logits[pos_img, pos_idx, labels[pos_img, pos_idx]]
+        onehot = focal_targets(labels, self.num_classes, logits.dtype)
         if self.use_hcrac:
             if gt_instances is None:
                 raise ValueError("HCRALRetinaNet.losses needs gt_instances for HCRA-C (max IoU of background anchors)")
@@ -193,14 +250,24 @@ class HCRALRetinaNet(RetinaNet):
                     deltas.detach().reshape(N * R, 4), all_anchors.repeat(N, 1)
                 ).view(N, R, 4)
             u = _hcrac_prior_ious(boxes_all, gt_instances, pos, matched, self.gt_chunk_size)
-            onehot = F.one_hot(labels.clamp(min=0), num_classes=self.num_classes + 1)[..., :-1].to(logits.dtype)
             out = self.hcrac(logits, onehot, u, valid)
             put_scalars(**{"hcral/ghm_nonempty_bins": out.num_nonempty_bins})
-            losses["loss_cls"] = out.loss
+            losses = {"loss_cls": out.loss}
+        else:
+            loss_cls = sigmoid_focal_loss_jit(
+                logits[valid], onehot[valid], alpha=self.focal_loss_alpha, gamma=self.focal_loss_gamma, reduction="sum"
+            )
+            losses = {"loss_cls": loss_cls / ema_normalizer}
         if self.use_hcrar:
-            normalizer = all_reduce_mean(torch.tensor(float(num_pos), device=logits.device)).clamp(min=1.0)
+            normalizer = positive_normalizer(num_pos, logits.device)
             scores = pos_logits.detach().sigmoid()
             losses["loss_box_reg"] = self.box_reg_loss_weight * _hcrar(self.hcrar, boxes, gt, scores, normalizer, log=True)
+        else:
+            loss_box = _dense_box_regression_loss(
+                anchors, self.box2box_transform, pred_anchor_deltas, gt_boxes, pos,
+                box_reg_loss_type=self.box_reg_loss_type, smooth_l1_beta=self.smooth_l1_beta,
+            )
+            losses["loss_box_reg"] = loss_box / ema_normalizer
         # RetinaNet's inference score σ(cls) of each positive, for its GT class (iou_targets detaches).
         log_score_iou_correlation(pos_logits.detach().sigmoid(), iou_targets(boxes, gt))
         return losses

@@ -21,7 +21,8 @@ from detectron2.structures import Boxes, ImageList, Instances
 from torch import Tensor
 
 from alignment_det.layers.score_fusion import DEFAULT_FUSION_ALPHA, fuse_scores
-from alignment_det.losses.objectness import iou_targets, objectness_loss
+from alignment_det.losses.objectness import objectness_loss
+from alignment_det.utils.boxes import iou_targets
 
 from .dense import RetinaNet
 from ..alignment_logging import log_score_iou_correlation
