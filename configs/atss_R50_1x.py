@@ -9,12 +9,11 @@ from .common.data.augmentations import resize_flip
 from .common.data.coco import dataloader
 from .common.models.atss import model
 from .common.optim import SGD as optimizer
-from .common.schedules import coco_schedule
+from .common.schedules import schedule
 from .common.train import train
 
 dataloader.train.mapper.augmentations = resize_flip(800, max_size=1333)
 optimizer.lr = 0.01
-lr_multiplier = coco_schedule(1, warmup_iters=500, warmup_factor=0.001)
-train.max_iter = 90000
+lr_multiplier = schedule(train, 90000, warmup_iters=500, warmup_factor=0.001)
 train.init_checkpoint = "detectron2://ImageNetPretrained/MSRA/R-50.pkl"
 train.output_dir = "./output/atss_R50_1x"

@@ -10,16 +10,16 @@ decays at epochs 8.2 / 10.9 of COCO train2017's 117,266 images with boxes, for t
 12 epochs with decays at 8 / 11.
 """
 from detectron2.config import LazyCall as L
-from detectron2.data import transforms as T
 
 from alignment_det.modeling.heads.date_head import DATEHead
 from alignment_det.modeling.meta_arch.date import DATE
 
+from .common.data.augmentations import resize_flip
 from .common.data.coco import dataloader
 from .common.models.fcos import model
 from .common.optim import AdamW as optimizer
 from .common.optim import backbone_lr_factor
-from .common.schedules import lr_multiplier_1x as lr_multiplier
+from .common.schedules import schedule
 from .common.train import train
 
 # --- model: FCOS R50-FPN (P6/P7 from P5) + DATE head -------------------------------------------
@@ -50,15 +50,10 @@ optimizer.weight_decay = 1e-4
 optimizer.params.weight_decay_norm = 1e-4
 optimizer.params.lr_factor_func = L(backbone_lr_factor)(factor=0.1)
 train.clip_grad = dict(enabled=True, clip_type="full_model", clip_value=0.1, norm_type=2.0)
-lr_multiplier.warmup_length = 1000 / 90000
-lr_multiplier.warmup_factor = 0.001
 
 # --- data: (1333, 800) single scale + flip ----------------------------------------------------
-dataloader.train.mapper.augmentations = [
-    L(T.ResizeShortestEdge)(short_edge_length=800, max_size=1333, sample_style="choice"),
-    L(T.RandomFlip)(horizontal=True),
-]
+dataloader.train.mapper.augmentations = resize_flip(800, max_size=1333)
 
-train.max_iter = 90000
+lr_multiplier = schedule(train, 90000, warmup_iters=1000, warmup_factor=0.001)
 train.init_checkpoint = "detectron2://ImageNetPretrained/MSRA/R-50.pkl"
 train.output_dir = "./output/date_F_R50_1x"

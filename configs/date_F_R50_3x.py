@@ -14,7 +14,7 @@ Schedule arithmetic, 16 images per iteration (8 GPUs x 2), COCO train2017 with D
 """
 
 from .common.data.augmentations import detr_multiscale_crop
-from .common.schedules import multistep
+from .common.schedules import schedule
 from .date_F_R50_1x import dataloader, model, optimizer, train
 
 IMAGES_PER_BATCH = 16
@@ -23,8 +23,7 @@ ITERS_PER_EPOCH = COCO_TRAIN_IMAGES / IMAGES_PER_BATCH
 MAX_ITER = int(round(36 * ITERS_PER_EPOCH))  # 263,848
 STEPS = [int(round(24 * ITERS_PER_EPOCH)), int(round(33 * ITERS_PER_EPOCH))]  # 175,899 / 241,861
 
-lr_multiplier = multistep(MAX_ITER, STEPS, warmup_iters=1000, warmup_factor=0.001)
-train.max_iter = MAX_ITER
+lr_multiplier = schedule(train, MAX_ITER, STEPS, warmup_iters=1000, warmup_factor=0.001)
 train.output_dir = "./output/date_F_R50_3x"
 dataloader.train.total_batch_size = IMAGES_PER_BATCH
 

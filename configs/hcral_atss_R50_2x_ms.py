@@ -6,10 +6,9 @@
 the paper's ratio for its FCOS+ATSS runs (VFNet's code base; 0.001 is for its ATSS runs, docs/methods.md#hcral-defaults).
 """
 from .common.data.augmentations import resize_flip
-from .common.schedules import coco_schedule
+from .common.schedules import schedule
 from .hcral_atss_R50_1x import dataloader, model, optimizer, train
 
 dataloader.train.mapper.augmentations = resize_flip((480, 960), max_size=1333, sample_style="range")
-lr_multiplier = coco_schedule(2, warmup_iters=500, warmup_factor=0.1)
-train.max_iter = 180000
+lr_multiplier = schedule(train, 180000, warmup_iters=500, warmup_factor=0.1)
 train.output_dir = "./output/hcral_atss_R50_2x_ms"

@@ -6,15 +6,15 @@ classifier prior 0.02, bag size 40 (the paper's Table 1a prefers 50; the release
 short side 800.
 """
 from detectron2.config import LazyCall as L
-from detectron2.data import transforms as T
 from detectron2.modeling.box_regression import Box2BoxTransform
 
 from alignment_det.modeling.meta_arch.mal import MALRetinaNet
 
+from .common.data.augmentations import resize_flip
 from .common.data.coco import dataloader
 from .common.models.retinanet import model
 from .common.optim import SGD as optimizer
-from .common.schedules import multistep
+from .common.schedules import schedule
 from .common.train import train
 
 model._target_ = MALRetinaNet
@@ -40,19 +40,15 @@ model.depression_max_ratio = 0.5
 model.depression_scale = 0.25
 
 # docs/methods.md#mal-defaults: single-scale training at short side 800 for R50/R101 (maskrcnn-benchmark MIN_SIZE_TRAIN 800).
-dataloader.train.mapper.augmentations = [
-    L(T.ResizeShortestEdge)(short_edge_length=(800,), sample_style="choice", max_size=1333),
-    L(T.RandomFlip)(horizontal=True),
-]
+dataloader.train.mapper.augmentations = resize_flip((800,), max_size=1333)
 dataloader.train.total_batch_size = 16
 
 optimizer.lr = 0.01
 optimizer.momentum = 0.9
 optimizer.weight_decay = 1e-4
 
-train.max_iter = 135000
 train.init_checkpoint = "detectron2://ImageNetPretrained/MSRA/R-50.pkl"
 train.output_dir = "./output/mal_R50"
 
 # maskrcnn-benchmark's linear warm-up: 500 iterations from 1/3 of the base lr (WARMUP_FACTOR default).
-lr_multiplier = multistep(135000, [90000, 120000], warmup_iters=500, warmup_factor=1.0 / 3)
+lr_multiplier = schedule(train, 135000, [90000, 120000], warmup_iters=500, warmup_factor=1.0 / 3)

@@ -5,11 +5,11 @@ bag size 50 (code value for X101) and multi-scale training, short side sampled i
 (``DeLightCMU/MAL`` ``version_0``; the KevinKecc config uses 480-960, see docs/methods.md#mal-choices).
 """
 from detectron2.config import LazyCall as L
-from detectron2.data import transforms as T
 from detectron2.modeling.backbone import ResNet
 from detectron2.modeling.backbone.resnet import BottleneckBlock
 
-from .common.schedules import multistep
+from .common.schedules import schedule
+from .common.data.augmentations import resize_flip
 from .mal_R50 import dataloader, model, optimizer, train
 
 # ResNet.make_default_stages would force bottleneck_channels = out_channels / 4 (ResNet, not ResNeXt), so
@@ -37,13 +37,9 @@ model.backbone.bottom_up.stages = [
 model.pixel_std = [57.375, 57.120, 58.395]
 model.anchor_bag_size = 50
 
-dataloader.train.mapper.augmentations = [
-    L(T.ResizeShortestEdge)(short_edge_length=(640, 800), sample_style="range", max_size=1333),
-    L(T.RandomFlip)(horizontal=True),
-]
+dataloader.train.mapper.augmentations = resize_flip((640, 800), max_size=1333, sample_style="range")
 
-train.max_iter = 180000
 train.init_checkpoint = "detectron2://ImageNetPretrained/FAIR/X-101-32x8d.pkl"
 train.output_dir = "./output/mal_X101"
 
-lr_multiplier = multistep(180000, [120000, 160000], warmup_iters=500, warmup_factor=1.0 / 3)
+lr_multiplier = schedule(train, 180000, [120000, 160000], warmup_iters=500, warmup_factor=1.0 / 3)

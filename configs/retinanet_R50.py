@@ -6,10 +6,10 @@ Same model, data, solver and schedule as Detectron2's
 from .common.data.coco import dataloader
 from .common.models.retinanet import model
 from .common.optim import SGD as optimizer
-from .common.schedules import lr_multiplier_1x as lr_multiplier
+from .common.schedules import schedule
 from .common.train import train
 
 optimizer.lr = 0.01
-train.max_iter = 90000
+lr_multiplier = schedule(train, 90000)
 train.init_checkpoint = "detectron2://ImageNetPretrained/MSRA/R-50.pkl"
 train.output_dir = "./output/retinanet_R50"

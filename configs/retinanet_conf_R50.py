@@ -11,6 +11,7 @@ from detectron2.data import transforms as T
 from alignment_det.modeling.heads.retinanet_conf_head import RetinaNetConfHead
 from alignment_det.modeling.meta_arch.retinanet_conf import RetinaNetConf
 
+from .common.data.augmentations import resize_flip
 from .retinanet_R50 import dataloader, lr_multiplier, model, optimizer, train
 
 model._target_ = RetinaNetConf
@@ -27,14 +28,10 @@ model.smooth_l1_beta = 0.0
 model.box_reg_loss_type = "smooth_l1"
 
 # The paper's scale, train and test: short side 600, long side <= 1000 (mmdet (1000, 600)).
-dataloader.train.mapper.augmentations = [
-    L(T.ResizeShortestEdge)(short_edge_length=600, sample_style="choice", max_size=1000),
-    L(T.RandomFlip)(horizontal=True),
-]
+dataloader.train.mapper.augmentations = resize_flip(600, max_size=1000)
 dataloader.test.mapper.augmentations = [L(T.ResizeShortestEdge)(short_edge_length=600, max_size=1000)]
 
 # Detectron2's 1x schedule (90k iterations at 16 images, decays at 60k / 80k, lr 0.01), as the
 # baseline: the paper's 12 epochs with decays at epochs 8 and 11 are ~88.7k / 59k / 81k iterations.
 optimizer.lr = 0.01
-train.max_iter = 90000
 train.output_dir = "./output/retinanet_conf_R50"

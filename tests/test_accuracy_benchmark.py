@@ -21,7 +21,7 @@ from alignment_det.data import register_coco_json, register_voc  # noqa: E402
 from alignment_det.engine.config import load_config  # noqa: E402
 from alignment_det.utils.metrics_file import read_metrics  # noqa: E402
 from alignment_det.model_zoo.presets import (  # noqa: E402
-    apply_preset, detector_node, get_preset, optimizer_family,
+    apply_preset, get_preset, optimizer_family,
 )
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -46,7 +46,7 @@ def preset_applied(path, preset, **kw):
 
 def shared_settings(cfg):
     """What the preset must make equal across methods, read back from the config."""
-    det = detector_node(cfg.model)
+    det = cfg.model
     aug = cfg.dataloader.train.mapper.augmentations
     return dict(
         depth=det.backbone.bottom_up.stages.depth,

@@ -4,6 +4,8 @@ Same formula as ``fvcore.nn.sigmoid_focal_loss`` (which Detectron2's RetinaNet/F
 call); kept here so the pure tensor layer needs torch alone. The default alpha is the
 0.25 every detector here uses (fvcore's own default is -1, i.e. no alpha term).
 """
+import warnings
+
 import torch
 import torch.nn.functional as F
 
@@ -57,4 +59,6 @@ def focal_targets(labels: torch.Tensor, num_classes: int, dtype: torch.dtype = t
 # TorchScript-compiled, as fvcore's ``sigmoid_focal_loss_jit`` that ATSS and RetinaNet call: the
 # scripted backward rounds differently from eager autograd in the last bits, and the detectors that
 # used fvcore's keep its gradients bit for bit.
-sigmoid_focal_loss_jit = torch.jit.script(sigmoid_focal_loss)
+with warnings.catch_warnings():  # torch 2.x deprecates jit.script; fvcore scripts its twin the same way
+    warnings.simplefilter("ignore", FutureWarning)
+    sigmoid_focal_loss_jit = torch.jit.script(sigmoid_focal_loss)

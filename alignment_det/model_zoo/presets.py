@@ -46,7 +46,7 @@ from omegaconf import DictConfig
 from .schedules import multistep
 
 __all__ = [
-    "PRESETS", "Preset", "apply_preset", "detector_node", "get_preset", "optimizer_family", "scale_backbone",
+    "PRESETS", "Preset", "apply_preset", "get_preset", "optimizer_family", "scale_backbone",
     "scale_down", "scale_model", "set_data", "set_schedule",
 ]
 
@@ -182,21 +182,6 @@ def _as_preset(preset) -> Preset:
 
 
 # ------------------------------------------------------------------------------------ model
-def detector_node(model: DictConfig) -> DictConfig:
-    """The config node that builds the detector: ``model`` itself, or the detector a wrapper takes
-    (``with_alwa``'s ``model.model``): the first node down the ``model`` keys with a ``backbone``."""
-    node = model
-    while "backbone" not in node:
-        inner = node.get("model", None)
-        if not isinstance(inner, DictConfig):
-            raise ValueError(
-                f"Cannot find the detector in this model config (no 'backbone' key in {node.get('_target_', node)!r} "
-                "nor in a nested 'model'): a preset scales detectors built from a backbone and a head."
-            )
-        node = inner
-    return node
-
-
 def res5_channels(depth: int) -> int:
     """Output channels of a Detectron2 ResNet's res5: BasicBlock nets (18/34) 512, bottleneck nets 2048."""
     return 512 if depth in (18, 34) else 2048
@@ -204,10 +189,9 @@ def res5_channels(depth: int) -> int:
 
 def scale_backbone(model: DictConfig, preset) -> DictConfig:
     """ResNet from scratch at the preset's depth and trainable BN, FPN (and P6/P7) at its width;
-    returns the detector node. Shared by dense detectors (:func:`scale_model`) and two-stage ones."""
+    returns ``model``. Shared by dense detectors (:func:`scale_model`) and two-stage ones."""
     preset = _as_preset(preset)
-    det = detector_node(model)
-    bottom_up = det.backbone.bottom_up
+    bottom_up = model.backbone.bottom_up
     bottom_up.stem.norm = preset.norm
     stages = dict(depth=preset.depth, norm=preset.norm)
     if preset.depth >= 50:
@@ -215,12 +199,12 @@ def scale_backbone(model: DictConfig, preset) -> DictConfig:
         stages["stride_in_1x1"] = False
     bottom_up.stages = L(ResNet.make_default_stages)(**stages)
     bottom_up.freeze_at = 0
-    det.backbone.out_channels = preset.channels
-    top = det.backbone.get("top_block", None)
+    model.backbone.out_channels = preset.channels
+    top = model.backbone.get("top_block", None)
     if top is not None and "in_channels" in top:
         # LastLevelP6P7 reads C5 (RetinaNet-style; Detectron2's default in_feature "res5") or P5 (FCOS).
         top.in_channels = preset.channels if top.get("in_feature", "res5") == "p5" else res5_channels(preset.depth)
-    return det
+    return model
 
 
 def scale_model(model: DictConfig, preset, *, num_classes: int) -> None:

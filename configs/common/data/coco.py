@@ -7,6 +7,8 @@ from omegaconf import OmegaConf
 
 from alignment_det.data import get_dataset_dicts
 
+from .augmentations import resize_flip
+
 dataloader = OmegaConf.create()
 
 dataloader.train = L(build_detection_train_loader)(
@@ -17,12 +19,7 @@ dataloader.train = L(build_detection_train_loader)(
     dataset=L(get_dataset_dicts)(names="coco_2017_train", strict_boxes=False, skip_bad_images=False),
     mapper=L(DatasetMapper)(
         is_train=True,
-        augmentations=[
-            L(T.ResizeShortestEdge)(
-                short_edge_length=(640, 672, 704, 736, 768, 800), sample_style="choice", max_size=1333
-            ),
-            L(T.RandomFlip)(horizontal=True),
-        ],
+        augmentations=resize_flip((640, 672, 704, 736, 768, 800), max_size=1333),
         image_format="BGR",
         use_instance_mask=False,
     ),

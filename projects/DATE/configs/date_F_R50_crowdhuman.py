@@ -19,7 +19,7 @@ from detectron2.evaluation import COCOEvaluator
 from alignment_det.data.crowdhuman import crowdhuman_dataset_dicts
 
 from ....configs.common.data.augmentations import detr_multiscale_crop
-from ....configs.common.schedules import multistep
+from ....configs.common.schedules import schedule
 from ....configs.date_F_R50_1x import dataloader, model, optimizer, train
 
 MAX_ITER = 30000
@@ -38,8 +38,7 @@ dataloader.evaluator = L(COCOEvaluator)(
     dataset_name="crowdhuman_val", max_dets_per_image=500, output_dir="${...train.output_dir}"
 )
 
-lr_multiplier = multistep(MAX_ITER, [20000, 25000], warmup_iters=1000, warmup_factor=0.001)
-train.max_iter = MAX_ITER
+lr_multiplier = schedule(train, MAX_ITER, [20000, 25000], warmup_iters=1000, warmup_factor=0.001)
 train.checkpointer = dict(period=5000, max_to_keep=5)
 train.eval_period = 5000
 train.output_dir = "./output/date_F_R50_crowdhuman"
