@@ -20,6 +20,7 @@ from _cli import instant_config, read_metrics, train_net  # noqa: E402
 from alignment_det.assigners.atss import square_anchor_grid  # noqa: E402
 from alignment_det.engine.config import load_config  # noqa: E402
 from alignment_det.modeling.heads import ATSSHead  # noqa: E402
+import alignment_det.modeling.meta_arch.atss as atss_module  # noqa: E402
 from alignment_det.modeling.meta_arch import ATSS  # noqa: E402
 # The RetinaNet-Conf tests' tiny 128x160 inputs: image batches, GT Instances, a training step.
 from test_retinanet_conf_e2e import H, W, batch, empty, images, instances, train_losses, two_boxes  # noqa: E402,F401
@@ -126,6 +127,23 @@ def test_box_and_quality_losses_equal_detectron2_pieces():
     q = torch.cat(quality, 1).squeeze(-1)[pos]
     ref = F.binary_cross_entropy_with_logits(q, ctr, reduction="sum") / pos.sum()
     torch.testing.assert_close(losses["loss_quality"], ref, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("overrides", [[], ["model.head.aux=True"]])
+def test_centerness_targets_are_computed_once_per_step(monkeypatch, overrides):
+    # They weigh the box loss(es) and are the quality target: one computation serves all of them.
+    calls = []
+    real = atss_module.centerness_targets
+    monkeypatch.setattr(atss_module, "centerness_targets", lambda *a: calls.append(1) or real(*a))
+    losses, _ = train_losses(build(INSTANT, *overrides), batch(two_boxes(), crowded(40)))
+    assert ("loss_box_reg_init" in losses) == bool(overrides)
+    assert len(calls) == 1
+
+
+def test_atss_carries_no_eatss_state():
+    model = build()
+    assert not any(hasattr(model, k) for k in ("num_extra_priors", "rank_iou", "eatss_ranks_by_pred"))
+    assert model.assignment_info() == {"topk": 9}
 
 
 # ---------------------------------------------------------------------------- inference

@@ -20,6 +20,8 @@ from alignment_det.engine.checkpoint import CheckedCheckpointer  # noqa: E402
 from alignment_det.engine.config import load_config  # noqa: E402
 from alignment_det.modeling.alwa import add_alwa  # noqa: E402
 from alignment_det.modeling.heads import ATSSHead, ModulatedDeformConv3x3, star_dcn_offsets  # noqa: E402
+import alignment_det.modeling.meta_arch.hcral as hcral_module  # noqa: E402
+import detectron2.modeling.meta_arch.retinanet as d2_retinanet  # noqa: E402
 from alignment_det.modeling.meta_arch import HCRALATSS, HCRALRetinaNet  # noqa: E402
 from test_atss_e2e import batch, build, crowded, empty, images, train_losses, two_boxes  # noqa: E402
 
@@ -40,6 +42,36 @@ def _grads_finite(model):
 
 
 # ------------------------------------------------------------------------------ HCRALATSS
+@pytest.mark.parametrize("use_hcrac,use_hcrar", [(True, True), (True, False), (False, True), (False, False)])
+def test_hcral_retinanet_computes_each_loss_once(monkeypatch, use_hcrac, use_hcrar):
+    # RetinaNet's focal and box losses run only for the terms HCRA-C / HCRA-R do not replace (they
+    # used to run in full and then be overwritten), and RetinaNet's EMA normaliser moves only then.
+    calls = {"focal": 0, "box": 0}
+
+    def counting(key, fn):
+        def wrapped(*a, **k):
+            calls[key] += 1
+            return fn(*a, **k)
+        return wrapped
+
+    for module in (d2_retinanet, hcral_module):
+        for name, key in (("sigmoid_focal_loss_jit", "focal"), ("_dense_box_regression_loss", "box")):
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, counting(key, getattr(module, name)))
+    model = build(RETINA, f"model.use_hcrac={use_hcrac}", f"model.use_hcrar={use_hcrar}")
+    assert not hasattr(model, "loss_normalizer")  # Detectron2's _ema_update makes it on first use
+    losses, _ = train_losses(model, batch(two_boxes(), crowded(40)))
+    assert set(losses) == {"loss_cls", "loss_box_reg"}
+    assert calls == {"focal": int(not use_hcrac), "box": int(not use_hcrar)}
+    assert hasattr(model, "loss_normalizer") == (not (use_hcrac and use_hcrar))
+
+
+def test_eatss_state_lives_in_hcral_atss():
+    model = build(HCRAL)
+    assert model.num_extra_priors == 3 and model.rank_iou == "anchor"
+    assert model.assignment_info() == {"topk": 9, "eatss_l": 3}
+
+
 @pytest.mark.parametrize("case", list(CASES))
 @pytest.mark.parametrize("variant", [[], ["model.head.aux=True"], ["model.eatss_rank_iou=pred"]])
 def test_hcral_atss_training_finite(case, variant):
