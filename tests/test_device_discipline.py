@@ -22,15 +22,15 @@
    Covered (every output checked to be on ``cuda``; :data:`FAKE_CUDA_CASES`):
    assigners ``square_anchor_grid``, ``fcos_targets``, ``centerness_targets``, ``bag_eligible``,
    ``build_anchor_bags``, ``center_prior_mask``, ``poto_quality``; losses ``o2o_losses``,
-   ``ltrb_to_boxes``, ``sigmoid_focal_loss``, ``GHMHarmonizer``, ``prior_ious``,
-   ``conditioning_factor``, ``residual_factor``, ``HCRACLoss``, ``HCRARLoss``, ``iou_targets``,
-   ``objectness_loss``; layers ``AnchorDepression``, ``depression_mask``, ``depress_features``,
-   ``max_filter_3d``, ``MaxFiltering3D``, ``fuse_filter_logits``, ``fuse_scores``, ``fuse_logits``.
+   ``atss_losses``, ``focal_targets``, ``sigmoid_focal_loss``, ``GHMHarmonizer``, ``prior_ious``,
+   ``conditioning_factor``, ``residual_factor``, ``HCRACLoss``, ``HCRARLoss``, ``objectness_loss``;
+   boxes ``ltrb_to_boxes``, ``iou_targets``; layers ``AnchorDepression``, ``depression_mask``,
+   ``depress_features``, ``max_filter_3d``, ``MaxFiltering3D``, ``fuse_filter_logits``, ``fuse_scores``, ``fuse_logits``.
 
    Not covered, and why:
 
-   - ``atss_assign``, ``empty_center_fallback_mask``, ``fcos_o2m_losses``, ``mal_losses`` (with the
-     bag selection it calls): each branches in Python on tensor values or on a data-dependent size
+   - ``atss_assign``, ``empty_center_fallback_mask``, ``fcos_o2m_losses``, ``retinanet_o2m_losses``,
+     ``mal_losses`` (with the bag selection it calls): each branches in Python on tensor values or on a data-dependent size
      (:data:`DATA_DEPENDENT_CASES` gives the line), which a fake tensor does not have, even with a
      ``ShapeEnv`` (it stops with ``GuardOnDataDependentSymNode``). They run on CPU in their own tests,
      and the static scan covers their factories.
@@ -52,7 +52,7 @@ from torch.fx.experimental.symbolic_shapes import GuardOnDataDependentSymNode, S
 
 from alignment_det.assigners import atss, fcos_targets, mal_bags, one_to_one
 from alignment_det.layers import anchor_depression, max_filter_3d, score_fusion
-from alignment_det.losses import date_losses, focal, ghm, hcra, mal_loss, objectness
+from alignment_det.losses import atss_losses, date_losses, focal, ghm, hcra, mal_loss, objectness
 from alignment_det.utils import boxes
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -217,6 +217,20 @@ def _o2m(d):
         torch.randint(0, K + 1, (R,), device=d), torch.rand(R, 4, device=d) * 10 + 1, torch.rand(R, device=d))
 
 
+def _atss(d):
+    P = 6
+    return atss_losses.atss_losses(
+        torch.randn(N, 80, K, device=d), torch.randint(0, K + 1, (N, 80), device=d), _boxes(P, d), _boxes(P, d),
+        torch.rand(P, device=d), torch.randn(P, device=d), torch.rand(P, device=d), torch.rand((), device=d) + 1,
+        init_boxes=_boxes(P, d))
+
+
+def _retina_o2m(d):
+    return date_losses.retinanet_o2m_losses(
+        torch.randn(N, 80, K, device=d), torch.randn(N, 80, 4, device=d), torch.randint(-1, K + 1, (N, 80), device=d),
+        _grid(d)[0], _boxes(N * 80, d).view(N, 80, 4))
+
+
 def _hcrac(d):
     return _on(d, hcra.HCRACLoss, sync=False)(torch.randn(N, 80, K, device=d), (torch.rand(N, 80, K, device=d) > 0.9).float(), torch.rand(N, 80, device=d))
 
@@ -240,6 +254,8 @@ FAKE_CUDA_CASES = {
         torch.rand(80, G, device=d), torch.rand(80, G, device=d), center_mask=torch.rand(80, G, device=d) > 0.5),
     "date_losses.o2o_losses": _o2o,
     "boxes.ltrb_to_boxes": lambda d: boxes.ltrb_to_boxes(_locations(d)[0], torch.rand(80, 4, device=d)),
+    "focal.focal_targets": lambda d: focal.focal_targets(torch.randint(-1, K + 1, (N, 80), device=d), K),
+    "atss_losses.atss_losses": _atss,
     "focal.sigmoid_focal_loss": lambda d: focal.sigmoid_focal_loss(
         torch.randn(5, K, device=d), torch.rand(5, K, device=d), reduction="sum"),
     "ghm.GHMHarmonizer": lambda d: _on(d, ghm.GHMHarmonizer, sync=False)(torch.rand(80, K, device=d), torch.rand(80, K, device=d) > 0.2),
@@ -283,6 +299,7 @@ DATA_DEPENDENT_CASES = {
         torch.rand(80, G, device=d) > 0.5, _locations(d)[0], _locations(d)[2], _boxes(G, d)),
     # the positives' count goes to the host: torch.tensor(float(pos.numel()), device=...)
     "date_losses.fcos_o2m_losses": _o2m,
+    "date_losses.retinanet_o2m_losses": _retina_o2m,
     # the eligible GTs come from nonzero, then `if num_gt == 0` in build_anchor_bags
     "mal_loss.mal_losses": _mal,
 }
