@@ -1,5 +1,5 @@
 """LR multipliers: multi-step decay with linear warm-up, as Detectron2's schedules."""
-from alignment_det.model_zoo.schedules import multistep
+from alignment_det.config.schedules import multistep
 
 
 def coco_schedule(num_x: float, warmup_iters: int = 1000, warmup_factor: float = 0.001):
