@@ -12,40 +12,50 @@
     python benchmarks/accuracy.py --preset gpu --register my_datasets.py \\
         --train-dataset mine_train --test-dataset mine_val --output output/accuracy_mine
 
-Each (config, seed) is trained by ``train_net.py`` in a subprocess from a config generated in its
-run folder, ``OUTPUT/runs/<config>/seed<k>/config.py``: it registers the datasets of ``--register``
-(so every training process, ``--num-gpus`` workers included, has them), loads the zoo config,
-applies the preset (:mod:`alignment_det.model_zoo.presets`: same backbone, input size, batch,
-schedule and seed for every method; each keeps its optimizer family) and any ``--opts``. It is the
-complete record of the run. The run evaluates every ``eval_period`` iterations and at the end.
+Each (config, seed) is trained by ``train_net.py`` in a subprocess in its run folder,
+``OUTPUT/runs/<config>/seed<k>/``: ``settings.json`` holds the run's settings (zoo config, preset,
+datasets, seed, ``--register`` files, ``--opts``, alignment evaluator on or off) and ``config.py`` is
+a copy of ``benchmarks/accuracy_run_config.py``, the same file for every run, which reads them: it
+registers the datasets of ``--register`` (so every training process, ``--num-gpus`` workers
+included, has them), loads the zoo config, applies the preset (:mod:`alignment_det.config.presets`:
+same backbone, input size, batch, schedule and seed for every method; each keeps its optimizer
+family) and any ``--opts``. The two files are the complete record of the run. The run evaluates
+every ``eval_period`` iterations and at the end.
 
 Resuming: a run whose ``result.json`` exists is not trained again; an interrupted one resumes from
 its last checkpoint (``train_net.py --resume``). Changing the settings of an existing run folder is
 an error (use another ``--output``).
 
-Writes to OUTPUT: ``results.md`` (AP, AP50, AP75 as mean ± sample std over seeds, the difference
-to the pair's baseline, the alignment measures when ``alignment_det.evaluation.AlignmentEvaluator``
-exists, time per iteration, wall time per run), ``results.json`` (every number, per run and
-aggregated) and ``curves.png`` (total loss and AP over iterations, all runs overlaid).
+Writes to OUTPUT (``benchmarks/accuracy_report.py``): ``results.md`` (AP, AP50, AP75 as mean ±
+sample std over seeds, the difference to the pair's baseline, the alignment measures of
+``alignment_det.evaluation.AlignmentEvaluator``, time per iteration, wall time per run),
+``results.json`` (every number, per run and aggregated) and ``curves.png`` (total loss and AP over
+iterations, all runs overlaid).
 """
 import argparse
-import dataclasses
 import datetime
-import inspect
 import json
-import math
 import os
-import platform
 import resource
-import statistics
+import shutil
 import subprocess
 import sys
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
-from alignment_det.utils.metrics_file import Series, read_metrics
+from alignment_det.config import resolve_config_file
+from alignment_det.config.presets import PRESETS, get_preset
+from alignment_det.data import check_datasets, run_registration_files  # also registers the built-in datasets
+from alignment_det.data.register import dataset_thing_classes
+from alignment_det.utils.metrics_file import read_metrics
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from accuracy_report import (  # noqa: E402  beside this file
+    ALIGNMENT_PREFIX, COCO_KEYS, aggregate, optimizer_description, summarize_run, write_report,
+)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUN_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "accuracy_run_config.py")
 
 # (name for --pairs, baseline, methods). A pair whose configs are missing is skipped with a note.
 DEFAULT_PAIRS = (
@@ -84,28 +94,12 @@ LABELS = {
     "projects/DATE/configs/fcos_R50_date_optimizer.py": "FCOS, DATE's optimizer",
     "projects/HCRAL/configs/atss_iou_quality.py": "ATSS, IoU quality target",
 }
-COCO_KEYS = ("bbox/AP", "bbox/AP50", "bbox/AP75")
-ALIGNMENT_PREFIX = "alignment/"
-# The alignment measures the table shows when the evaluator reports them (all are in results.json):
-# score-IoU correlation of the detections, and how often NMS kept a worse-localised box.
-ALIGNMENT_COLUMNS = ("pearson_all", "spearman_all", "nms_misranked_share", "nms_mean_iou_lost")
-ALIGNMENT_LEGEND = (
-    "Alignment (`alignment_det.evaluation.AlignmentEvaluator`, on the test set): `pearson_all` / `spearman_all`, "
-    "correlation of a detection's score with its IoU (detections overlapping a same-class ground truth by IoU >= 0.1); "
-    "`nms_misranked_share`, share of ground truths whose best-localised candidate NMS suppressed while keeping a "
-    "worse-localised one, and `nms_mean_iou_lost`, the mean IoU those ground truths lost. A detector without "
-    "NMS (DATE) has 0 by construction."
-)
-SKIP_TIMING_ITERS = 20  # the first logged iterations include start-up costs
 
 
 # ------------------------------------------------------------------------------------ datasets
 def dataset_classes(name: str) -> List[str]:
-    """``thing_classes`` of a registered dataset: from its metadata, or loading it once (COCO json
-    datasets set them on first load)."""
-    from alignment_det.data import check_datasets
-    from alignment_det.data.register import dataset_thing_classes
-
+    """``thing_classes`` of a registered dataset (:func:`alignment_det.data.register.dataset_thing_classes`),
+    with what to do when it is not registered or names none."""
     try:
         check_datasets(name)
     except KeyError as e:
@@ -129,8 +123,6 @@ def dataset_num_classes(train_dataset: str, test_dataset: str) -> int:
 # ------------------------------------------------------------------------------------ configs
 def resolve_config(name: str) -> Optional[str]:
     """Absolute path of a config file or zoo name; None when it does not exist."""
-    from alignment_det.engine.config import resolve_config_file
-
     for candidate in (name, os.path.join(REPO, name)):  # a project config, from any folder
         try:
             return os.path.abspath(resolve_config_file(candidate))
@@ -169,105 +161,38 @@ def select_configs(pair_names: Optional[Sequence[str]], configs: Optional[Sequen
     return out
 
 
-def alignment_evaluator_class(log=print):
-    """``alignment_det.evaluation.AlignmentEvaluator`` when it exists, else None (with a note)."""
-    try:
-        from alignment_det.evaluation import AlignmentEvaluator
-    except ImportError as e:
-        log(f"note: no alignment columns: alignment_det.evaluation.AlignmentEvaluator is not available ({e})")
-        return None
-    return AlignmentEvaluator
-
-
-def _alignment_kwargs(cls, *, dataset_name: str, output_dir: str) -> Dict[str, str]:
-    params = inspect.signature(cls).parameters
-    kwargs = {}
-    if "dataset_name" in params:
-        kwargs["dataset_name"] = dataset_name
-    if "output_dir" in params:
-        kwargs["output_dir"] = output_dir
-    return kwargs
-
-
-RUN_CONFIG = '''"""Generated by benchmarks/accuracy.py; the complete record of one run.
-
-{config_name} scaled down by the {preset_name} preset (alignment_det.model_zoo.presets), trained
-on {train_dataset} and evaluated on {test_dataset} ({num_classes} classes, read from the dataset),
-seed {seed}. Re-run or resume it with
-    python train_net.py --config-file {path} --resume
-"""
-from alignment_det.data import run_registration_files
-from alignment_det.engine.config import apply_overrides, load_config
-from alignment_det.model_zoo.presets import apply_preset, get_preset
-
-# The user's datasets, registered in every process that loads this config (training workers too).
-run_registration_files({register!r})
-
-_cfg = load_config({config_file!r})
-apply_preset(
-    _cfg,
-    get_preset({preset!r}, max_iter={max_iter!r}),
-    train_dataset={train_dataset!r},
-    test_dataset={test_dataset!r},
-    num_classes={num_classes!r},
-    seed={seed!r},
-    output_dir={run_dir!r},
-    evaluator_output_dir={run_dir!r},
-)
-{alignment}_cfg = apply_overrides(_cfg, {overrides!r})
-
-model, dataloader, optimizer, train, lr_multiplier = (
-    _cfg.model, _cfg.dataloader, _cfg.optimizer, _cfg.train, _cfg.lr_multiplier
-)
-'''
-
-ALIGNMENT_BLOCK = '''
-# COCO AP and the alignment measures in one pass over the test set.
-from detectron2.config import LazyCall as _L  # noqa: E402
-from {module} import {name} as _AlignmentEvaluator  # noqa: E402
-
-_cfg.dataloader.evaluator.dataset_name = {test_dataset!r}  # literal: the node moves into a list
-_cfg.dataloader.evaluator = [_cfg.dataloader.evaluator, _L(_AlignmentEvaluator)(**{kwargs!r})]
-'''
-
-
-def run_config_text(
-    *, path: str, config_name: str, config_file: str, preset: str, max_iter: Optional[int], train_dataset: str,
-    test_dataset: str, num_classes: int, seed: int, run_dir: str, register: Sequence[str],
-    overrides: Sequence[str], alignment_cls=None,
-) -> str:
-    """The generated config of one run (see the module docstring)."""
-    from alignment_det.model_zoo.presets import get_preset
-
-    alignment = ""
-    if alignment_cls is not None:
-        alignment = ALIGNMENT_BLOCK.format(
-            module=alignment_cls.__module__, name=alignment_cls.__name__, test_dataset=test_dataset,
-            kwargs=_alignment_kwargs(alignment_cls, dataset_name=test_dataset, output_dir=run_dir),
-        ) + "\n"
-    return RUN_CONFIG.format(
-        config_name=config_name, preset_name=get_preset(preset, max_iter=max_iter).name, path=path,
-        train_dataset=train_dataset, test_dataset=test_dataset, num_classes=num_classes, seed=seed,
-        register=[os.path.abspath(r) for r in register], config_file=config_file, preset=preset,
-        max_iter=max_iter, run_dir=run_dir, alignment=alignment, overrides=list(overrides),
+def run_settings(
+    *, config_file: str, preset: str, max_iter: Optional[int], train_dataset: str, test_dataset: str,
+    num_classes: int, seed: int, run_dir: str, register: Sequence[str], overrides: Sequence[str],
+    alignment_evaluator: bool = True,
+) -> dict:
+    """The ``settings.json`` of one run, which ``accuracy_run_config.py`` reads (see the module docstring)."""
+    return dict(
+        config_file=config_file, preset=preset, max_iter=max_iter, train_dataset=train_dataset,
+        test_dataset=test_dataset, num_classes=num_classes, seed=seed, run_dir=run_dir,
+        register=[os.path.abspath(r) for r in register], overrides=list(overrides),
+        alignment_evaluator=alignment_evaluator,
     )
 
 
-def prepare_run_dir(run_dir: str, text: str) -> str:
-    """Write ``config.py`` into ``run_dir`` (the same text again is a no-op; other settings an error)."""
+def prepare_run_dir(run_dir: str, settings: dict) -> str:
+    """Write ``settings.json`` into ``run_dir`` (the same settings again are a no-op; other settings an
+    error) and the run config beside it; returns the config's path."""
     os.makedirs(run_dir, exist_ok=True)
-    path = os.path.join(run_dir, "config.py")
+    path = os.path.join(run_dir, "settings.json")
     if os.path.isfile(path):
         with open(path) as f:
-            if f.read() != text:
+            if json.load(f) != settings:
                 raise RuntimeError(
-                    f"{path} was generated with other settings (preset, datasets, overrides, register files or "
+                    f"{path} holds other settings (preset, datasets, overrides, register files or "
                     "evaluators changed). Use another --output, or delete that run folder to train it again."
                 )
     else:
         with open(path, "w") as f:
-            f.write(text)
-    return path
+            json.dump(settings, f, indent=1)
+    config_path = os.path.join(run_dir, "config.py")
+    shutil.copyfile(RUN_CONFIG, config_path)
+    return config_path
 
 
 # ------------------------------------------------------------------------------------ runs
@@ -285,43 +210,12 @@ def run_subprocess(cmd: Sequence[str], log_path: str) -> int:
         return subprocess.run(list(cmd), cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
 
 
-def summarize_run(series: Series, max_iter: int) -> dict:
-    """Final metrics, timing and curves of one run from its metrics.json series
-    (:func:`alignment_det.utils.metrics_file.read_metrics` with ``finite_only=False``).
-
-    Curves are over completed iterations: a training record of iteration ``i`` (0-based) is after
-    ``i + 1`` iterations; the trainer logs an evaluation after iteration ``i`` at ``i`` (the final one
-    at ``max_iter - 1``; Detectron2's own trainer at ``max_iter``), so an evaluation is at ``min(i + 1, max_iter)``.
-    """
-    ap_its, ap_values = series.get(COCO_KEYS[0], ([], []))
-    final_it = ap_its[-1] if ap_its else None
-    metrics = {}
-    for key, (its, values) in series.items():
-        if (key in COCO_KEYS or key.startswith(ALIGNMENT_PREFIX)) and final_it in its:
-            metrics[key] = values[its.index(final_it)]
-
-    def after_start(key):
-        its, values = series.get(key, ([], []))
-        return [v for i, v in zip(its, values) if i >= SKIP_TIMING_ITERS]
-
-    times, data_times = after_start("time"), after_start("data_time")
-    loss_its, losses = series.get("total_loss", ([], []))
-    return dict(
-        metrics=metrics,
-        evaluated_at=min(final_it + 1, max_iter) if final_it is not None else None,
-        s_per_iter=statistics.median(times) if times else None,
-        data_s_per_iter=statistics.median(data_times) if data_times else None,
-        loss_curve=[[i + 1, v] for i, v in zip(loss_its, losses)],
-        ap_curve=[[min(i + 1, max_iter), v] for i, v in zip(ap_its, ap_values)],
-    )
-
-
 def evaluate_again(run_dir: str, config_path: str, overrides: Sequence[str], *, tag: str,
                    runner: Callable[[Sequence[str], str], int], train: bool = True, log=print) -> dict:
     """Evaluate a finished run's ``model_final.pth`` again with ``overrides`` (``--eval-only``) into
     ``run_dir/eval_<tag>``; returns a result like :func:`run_one`'s (metrics of that evaluation), read
     from its ``result.json`` when it exists. The evaluators keep writing their prediction dumps into
-    ``run_dir`` (the generated config names it); the run's own metrics are in its metrics.json."""
+    ``run_dir`` (the run's settings name it); the run's own metrics are in its metrics.json."""
     eval_dir = os.path.join(run_dir, f"eval_{tag}")
     result_path = os.path.join(eval_dir, "result.json")
     if os.path.isfile(result_path):
@@ -407,128 +301,8 @@ def run_one(run_dir: str, config_path: str, *, max_iter: int, num_gpus: int, kee
     return result
 
 
-# ------------------------------------------------------------------------------------ report
-def mean_std(values: Sequence[float]):
-    """(mean, sample std with n - 1; None for one value). NaN (no detection at all) propagates."""
-    values = [float(v) for v in values]
-    if not values:
-        return None, None
-    mean = sum(values) / len(values)
-    std = statistics.stdev(values) if len(values) > 1 else None
-    return mean, std
-
-
-def aggregate(runs: Sequence[dict]) -> dict:
-    """Mean and spread over seeds of every metric, time per iteration and wall time."""
-    done = [r for r in runs if not r.get("failed")]
-    keys = sorted({k for r in done for k in r["metrics"]})
-    out = {"seeds": len(done), "failed": len(runs) - len(done), "metrics": {}}
-    for k in keys:
-        mean, std = mean_std([r["metrics"][k] for r in done if k in r["metrics"]])
-        out["metrics"][k] = dict(mean=mean, std=std)
-    for k in ("s_per_iter", "wall_s", "cpu_s"):
-        vals = [r[k] for r in done if r.get(k) is not None]
-        out[k] = statistics.median(vals) if vals else None
-    return out
-
-
-def _fmt(mean, std, digits=1):
-    if mean is None:
-        return "—"
-    if isinstance(mean, float) and math.isnan(mean):
-        return "nan"
-    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
-
-
-def _duration(seconds):
-    if seconds is None:
-        return "—"
-    return f"{seconds / 60:.1f} min"
-
-
-def markdown_table(rows: Sequence[dict], *, alignment_keys: Sequence[str]) -> str:
-    """rows: dicts with pair, label, config, optimizer, agg, baseline_agg (or None)."""
-    head = ["pair", "method", "config", "optimizer, lr", "seeds", "AP", "AP50", "AP75", "ΔAP vs baseline"]
-    head += [k[len(ALIGNMENT_PREFIX):] for k in alignment_keys] + ["s / it", "wall / run", "CPU time / run"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for row in rows:
-        agg, base = row["agg"], row["baseline_agg"]
-        m = agg["metrics"]
-        cells = [row["pair"] or "", row["label"], f"`{row['config']}`", row["optimizer"],
-                 str(agg["seeds"]) + (f" (+{agg['failed']} failed)" if agg["failed"] else "")]
-        cells += [_fmt(m.get(k, {}).get("mean"), m.get(k, {}).get("std")) for k in COCO_KEYS]
-        if base is None or base is agg or COCO_KEYS[0] not in m or COCO_KEYS[0] not in base["metrics"]:
-            cells.append("—" if base is not agg else "(baseline)")
-        else:
-            cells.append(f"{m[COCO_KEYS[0]]['mean'] - base['metrics'][COCO_KEYS[0]]['mean']:+.1f}")
-        cells += [_fmt(m.get(k, {}).get("mean"), m.get(k, {}).get("std"), digits=3) for k in alignment_keys]
-        cells += [f"{agg['s_per_iter']:.2f} s" if agg["s_per_iter"] else "—", _duration(agg["wall_s"]),
-                  _duration(agg["cpu_s"])]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def plot_curves(runs: Sequence[dict], path: str, *, title: str) -> None:
-    """Total loss and AP over iterations, every run overlaid: one colour per config, one line style
-    per seed. ``runs``: dicts with ``label``, ``seed``, ``loss_curve`` and ``ap_curve`` ([[it, value]])."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    labels = list(dict.fromkeys(r["label"] for r in runs))
-    seeds = list(dict.fromkeys(r["seed"] for r in runs))
-    colors = {lab: plt.get_cmap("tab10")(i % 10) for i, lab in enumerate(labels)}
-    styles = {s: ("-", "--", ":", "-.")[i % 4] for i, s in enumerate(seeds)}
-    fig, (ax_loss, ax_ap) = plt.subplots(1, 2, figsize=(13, 5))
-    for r in runs:
-        kw = dict(color=colors[r["label"]], linestyle=styles[r["seed"]], label=f"{r['label']} (seed {r['seed']})")
-        if r["loss_curve"]:
-            ax_loss.plot(*zip(*r["loss_curve"]), marker=".", markersize=2, **kw)
-        if r["ap_curve"]:
-            ax_ap.plot(*zip(*r["ap_curve"]), marker="o", markersize=3, **kw)
-    ax_loss.set(xlabel="iteration", ylabel="total loss (20-it median; differs by method)", yscale="log", title="training loss")
-    ax_ap.set(xlabel="iteration", ylabel="COCO AP (test set)", title="AP over training")
-    for ax in (ax_loss, ax_ap):
-        ax.grid(alpha=0.3)
-    ax_ap.legend(fontsize=7, loc="upper left")
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def machine_description(device: str, omp_num_threads: Sequence[str] = ()) -> str:
-    """The machine, and the ``OMP_NUM_THREADS`` the training processes ran with (recorded per run:
-    the report may be written by another process, e.g. ``--no-train``, with other settings)."""
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    threads = ", ".join(sorted(set(omp_num_threads))) or "unrecorded"
-    text = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} (training processes: OMP_NUM_THREADS={threads})"
-    if device == "cuda" and torch.cuda.is_available():
-        text += f", {torch.cuda.get_device_name(0)}"
-    return text
-
-
-def optimizer_description(config_path: str) -> str:
-    """``SGD 0.01`` etc. as the preset sets it (read from the generated config)."""
-    from alignment_det.engine.config import load_config
-    from alignment_det.model_zoo.presets import optimizer_family
-
-    cfg = load_config(config_path)
-    text = f"{optimizer_family(cfg.optimizer)} {cfg.optimizer.lr:g}"
-    if cfg.optimizer.params.get("lr_factor_func") is not None:
-        text += f", backbone x{cfg.optimizer.params.lr_factor_func.factor:g}"
-    if cfg.train.clip_grad.enabled:
-        text += f", clip {cfg.train.clip_grad.clip_value:g}"
-    return text
-
-
 # ------------------------------------------------------------------------------------ main
 def argument_parser():
-    from alignment_det.model_zoo.presets import PRESETS
-
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
     p.add_argument("--max-iter", type=int, default=None,
@@ -558,15 +332,10 @@ def main(argv=None, *, runner: Callable[[Sequence[str], str], int] = run_subproc
     args = argument_parser().parse_args(argv)
     if args.dataset:
         args.train_dataset, args.test_dataset = f"{args.dataset}_train", f"{args.dataset}_test"
-    from alignment_det.model_zoo.presets import get_preset
-
-    from alignment_det.data import run_registration_files  # also registers the built-in datasets
-
     preset = get_preset(args.preset, max_iter=args.max_iter)
     run_registration_files(args.register)
     num_classes = dataset_num_classes(args.train_dataset, args.test_dataset)
     selected = select_configs(args.pairs, args.configs)
-    alignment_cls = alignment_evaluator_class()
     output = os.path.abspath(args.output)
     runs_root = os.path.join(output, "runs")
     print(f"{len(selected)} configs x {len(args.seeds)} seeds, preset {preset.name}: {preset.describe()}")
@@ -577,13 +346,12 @@ def main(argv=None, *, runner: Callable[[Sequence[str], str], int] = run_subproc
         runs, config_path = [], None
         for seed in args.seeds:
             run_dir = os.path.join(runs_root, stem, f"seed{seed}")
-            config_path = os.path.join(run_dir, "config.py")
-            text = run_config_text(
-                path=config_path, config_name=name, config_file=path, preset=args.preset, max_iter=args.max_iter,
-                train_dataset=args.train_dataset, test_dataset=args.test_dataset, num_classes=num_classes,
-                seed=seed, run_dir=run_dir, register=args.register, overrides=args.opts, alignment_cls=alignment_cls,
+            settings = run_settings(
+                config_file=path, preset=args.preset, max_iter=args.max_iter, train_dataset=args.train_dataset,
+                test_dataset=args.test_dataset, num_classes=num_classes, seed=seed, run_dir=run_dir,
+                register=args.register, overrides=args.opts,
             )
-            prepare_run_dir(run_dir, text)
+            config_path = prepare_run_dir(run_dir, settings)
             result = run_one(run_dir, config_path, max_iter=preset.max_iter, num_gpus=args.num_gpus,
                              keep_checkpoints=args.keep_checkpoints, runner=runner, train=not args.no_train)
             runs.append(dict(result, seed=seed, run_dir=run_dir))
@@ -603,54 +371,6 @@ def main(argv=None, *, runner: Callable[[Sequence[str], str], int] = run_subproc
                 optimizer=optimizer, runs=variant_runs, aggregate=aggregate(variant_runs),
             )
     return write_report(args, preset, num_classes, per_config, output)
-
-
-def alignment_columns(keys) -> List[str]:
-    """The ``alignment/*`` keys to tabulate: those of :data:`ALIGNMENT_COLUMNS` that are present, else
-    every scalar one (no per-bin ``-i`` values, no counts)."""
-    keys = {k for k in keys if k.startswith(ALIGNMENT_PREFIX)}
-    chosen = [ALIGNMENT_PREFIX + c for c in ALIGNMENT_COLUMNS if ALIGNMENT_PREFIX + c in keys]
-    return chosen or sorted(k for k in keys if "-" not in k and not k[len(ALIGNMENT_PREFIX):].startswith("num_"))
-
-
-def write_report(args, preset, num_classes: int, per_config: Dict[str, dict], output: str) -> dict:
-    alignment_keys = alignment_columns({k for c in per_config.values() for k in c["aggregate"]["metrics"]})
-    rows = [dict(c, agg=c["aggregate"], baseline_agg=per_config[c["baseline"]]["aggregate"] if c["baseline"] else None)
-            for c in per_config.values()]
-    machine = machine_description(
-        preset.device, [t for c in per_config.values() for r in c["runs"] for t in r.get("omp_num_threads", ["unrecorded"])]
-    )
-    loads = [x for c in per_config.values() for r in c["runs"] for x in r.get("load_avg", [])]
-    if loads:  # other jobs on the machine slow every run down: say how busy it was
-        machine += f"; 1-min load average {min(loads):.1f}-{max(loads):.1f} at the starts and ends of the runs"
-    seeds = " ".join(map(str, args.seeds))
-    header = (
-        f"Preset `{preset.name}` ({preset.describe()}). Trained from scratch on `{args.train_dataset}`, evaluated on "
-        f"`{args.test_dataset}` ({num_classes} classes); seeds {seeds}; mean ± sample standard deviation over "
-        f"seeds (none shown for one seed). AP in percent (COCO AP at IoU 0.50:0.95). "
-        + (f"Overrides for every run: `{' '.join(args.opts)}`. " if args.opts else "")
-        + f"Machine: {machine}. "
-        "A small-scale from-scratch comparison: it says nothing about COCO accuracy with pretrained backbones."
-    )
-    table = markdown_table(rows, alignment_keys=alignment_keys)
-    if alignment_keys:
-        table += "\n\n" + ALIGNMENT_LEGEND
-    with open(os.path.join(output, "results.md"), "w") as f:
-        f.write(header + "\n\n" + table + "\n")
-    report = dict(
-        preset=dataclasses.asdict(preset), preset_description=preset.describe(), train_dataset=args.train_dataset,
-        test_dataset=args.test_dataset, num_classes=num_classes, seeds=args.seeds, opts=args.opts,
-        num_gpus=args.num_gpus, machine=machine, configs=per_config,
-    )
-    with open(os.path.join(output, "results.json"), "w") as f:
-        json.dump(report, f, indent=1)
-    curves = [dict(label=c["label"], seed=r["seed"], loss_curve=r.get("loss_curve", []), ap_curve=r.get("ap_curve", []))
-              for c in per_config.values() for r in c["runs"] if not r.get("failed")]
-    plot_curves(curves, os.path.join(output, "curves.png"),
-                title=f"preset {preset.name}, {args.train_dataset} -> {args.test_dataset}, seeds {seeds}")
-    print(header + "\n\n" + table)
-    print(f"\nwrote {output}/results.md, results.json, curves.png")
-    return report
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import compare, report  # noqa: E402
+from harness import report, time_configs  # noqa: E402
 
 
 def sweep_rows(results):
@@ -98,7 +98,7 @@ def main(argv=None):
     setting = f"batch {args.batch}, {args.size[0]}x{args.size[1]}, {args.device}"
     results = []
     for n in args.boxes:
-        timings = compare(
+        timings = time_configs(
             [args.baseline, args.method], overrides=[args.opts_a, args.opts_b], names=names,
             batch_size=args.batch, height=args.size[0], width=args.size[1], num_boxes=n,
             iters=args.iters, warmup=args.warmup, device=args.device, modes=args.modes,

@@ -32,7 +32,7 @@ from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 
 from alignment_det.engine.amp import resolve_amp_dtype
-from alignment_det.engine.config import load_config
+from alignment_det.config import load_config
 
 
 @dataclass
@@ -206,7 +206,7 @@ def _infer_step(model, batch, device):
     return timer.seconds, mem.bytes
 
 
-def compare(
+def time_configs(
     configs: Sequence[str],
     *,
     overrides: Sequence[Sequence[str]] = ((), ()),

@@ -1,5 +1,4 @@
 """Run ``train_net.py`` in a subprocess, as a user would, and read what it wrote."""
-import json
 import os
 import subprocess
 import sys
@@ -32,12 +31,6 @@ def run_script(script: str, *args, check: bool = True, timeout: int = 600) -> su
 def train_net(*args, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
     """``python train_net.py ARGS``; with ``check`` a non-zero exit fails with the log tail."""
     return run_script(os.path.join(REPO, "train_net.py"), *args, check=check, timeout=timeout)
-
-
-def read_metrics(output_dir: str):
-    """metrics.json: one JSON object per line."""
-    with open(os.path.join(output_dir, "metrics.json")) as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def instant_config(name: str) -> str:

@@ -1,4 +1,5 @@
-"""benchmarks/accuracy.py and the presets it applies (alignment_det.model_zoo.presets)."""
+"""benchmarks/accuracy.py (running), accuracy_run_config.py (the run config), accuracy_report.py
+(the report) and the presets they apply (alignment_det.config.presets)."""
 from _requires import detectron2_or_skip
 
 detectron2_or_skip()
@@ -8,7 +9,6 @@ import importlib.util  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
-import sys  # noqa: E402
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -18,9 +18,9 @@ from detectron2.utils.events import EventStorage  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from alignment_det.data import register_coco_json, register_voc  # noqa: E402
-from alignment_det.engine.config import load_config  # noqa: E402
+from alignment_det.config import load_config  # noqa: E402
 from alignment_det.utils.metrics_file import read_metrics  # noqa: E402
-from alignment_det.model_zoo.presets import (  # noqa: E402
+from alignment_det.config.presets import (  # noqa: E402
     apply_preset, get_preset, optimizer_family,
 )
 
@@ -28,6 +28,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _spec = importlib.util.spec_from_file_location("accuracy_benchmark", os.path.join(REPO, "benchmarks", "accuracy.py"))
 accuracy = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(accuracy)
+import accuracy_report  # noqa: E402  benchmarks/ is on sys.path once accuracy.py is loaded
 
 SYNTH_TRAIN, SYNTH_VAL = "synthetic_shapes_train", "synthetic_shapes_val"
 
@@ -187,50 +188,53 @@ def test_class_count_is_read_from_the_dataset(tmp_path):
         accuracy.dataset_num_classes("acc_test_two_classes", SYNTH_VAL)
     with pytest.raises(KeyError, match="--register"):
         accuracy.dataset_classes("acc_test_never_registered")
-    # ...and the generated config builds the model for that count.
+    # ...and the run config builds the model for that count.
     run_dir = str(tmp_path / "run")
-    text = accuracy.run_config_text(
-        path=os.path.join(run_dir, "config.py"), config_name="retinanet_alwa_R50.py",
+    settings = accuracy.run_settings(
         config_file=os.path.join(REPO, "configs", "retinanet_alwa_R50.py"), preset="cpu", max_iter=None,
         train_dataset="acc_test_two_classes", test_dataset="acc_test_two_classes", num_classes=2, seed=0,
         run_dir=run_dir, register=[], overrides=[],
     )
-    cfg = load_config(accuracy.prepare_run_dir(run_dir, text))
+    cfg = load_config(accuracy.prepare_run_dir(run_dir, settings))
     assert instantiate(cfg.model).head.cls_score.out_channels == 9 * 2  # 9 anchors x 2 classes
 
 
 def test_changed_settings_of_a_run_folder_are_an_error(tmp_path):
-    accuracy.prepare_run_dir(str(tmp_path), "settings A")
-    accuracy.prepare_run_dir(str(tmp_path), "settings A")  # same: fine
+    accuracy.prepare_run_dir(str(tmp_path), {"preset": "A"})
+    accuracy.prepare_run_dir(str(tmp_path), {"preset": "A"})  # same: fine
     with pytest.raises(RuntimeError, match="other settings"):
-        accuracy.prepare_run_dir(str(tmp_path), "settings B")
+        accuracy.prepare_run_dir(str(tmp_path), {"preset": "B"})
 
 
-class FakeAlignmentEvaluator:
-    """Stands in for alignment_det.evaluation.AlignmentEvaluator: only dataset_name is passed."""
-
-    def __init__(self, dataset_name, *, top_k=100):
-        self.dataset_name = dataset_name
-
-
-def test_alignment_evaluator_joins_the_coco_evaluator_when_it_exists(tmp_path, monkeypatch):
-    DatasetCatalog.get(SYNTH_VAL)  # the COCOEvaluator reads the synthetic json
-    run_dir = str(tmp_path)
-    text = accuracy.run_config_text(
-        path=os.path.join(run_dir, "config.py"), config_name="fcos_R50.py",
+def _instant_fcos_settings(run_dir, **kw):
+    settings = dict(
         config_file=os.path.join(REPO, "configs", "fcos_R50.py"), preset="instant", max_iter=None,
         train_dataset=SYNTH_TRAIN, test_dataset=SYNTH_VAL, num_classes=3, seed=0, run_dir=run_dir,
-        register=[], overrides=[], alignment_cls=FakeAlignmentEvaluator,
+        register=[], overrides=[],
     )
-    cfg = load_config(accuracy.prepare_run_dir(run_dir, text))
+    return accuracy.run_settings(**{**settings, **kw})
+
+
+def test_alignment_evaluator_joins_the_coco_evaluator(tmp_path):
+    DatasetCatalog.get(SYNTH_VAL)  # the COCOEvaluator reads the synthetic json
+    run_dir = str(tmp_path / "on")
+    cfg = load_config(accuracy.prepare_run_dir(run_dir, _instant_fcos_settings(run_dir)))
     coco, alignment = instantiate(cfg.dataloader.evaluator)
     assert type(coco).__name__ == "COCOEvaluator" and coco._metadata.name == SYNTH_VAL
-    assert type(alignment).__name__ == "FakeAlignmentEvaluator" and alignment.dataset_name == SYNTH_VAL
-    # Absent evaluator: a note, no column.
-    monkeypatch.setitem(sys.modules, "alignment_det.evaluation", None)
-    notes = []
-    assert accuracy.alignment_evaluator_class(log=notes.append) is None
-    assert "no alignment columns" in notes[0]
+    assert type(alignment).__name__ == "AlignmentEvaluator" and alignment._dataset_name == SYNTH_VAL
+    # Turned off in the settings: the COCO evaluator alone, so no alignment column.
+    run_dir = str(tmp_path / "off")
+    cfg = load_config(accuracy.prepare_run_dir(run_dir, _instant_fcos_settings(run_dir, alignment_evaluator=False)))
+    assert type(instantiate(cfg.dataloader.evaluator)).__name__ == "COCOEvaluator"
+
+
+def test_the_run_config_is_the_same_file_for_every_run_and_its_settings_are_json(tmp_path):
+    paths = [accuracy.prepare_run_dir(str(tmp_path / f"seed{k}"), _instant_fcos_settings(str(tmp_path / f"seed{k}"), seed=k))
+             for k in (0, 1)]
+    texts = {open(p).read() for p in paths}
+    assert texts == {open(os.path.join(REPO, "benchmarks", "accuracy_run_config.py")).read()}
+    assert [json.loads((tmp_path / f"seed{k}" / "settings.json").read_text())["seed"] for k in (0, 1)] == [0, 1]
+    assert [load_config(p).train.seed for p in paths] == [0, 1]
 
 
 def test_a_pair_with_a_missing_config_is_skipped_with_a_note(monkeypatch):
@@ -246,14 +250,14 @@ def test_mean_and_spread_over_seeds():
     runs = [dict(metrics={"bbox/AP": 30.0, "bbox/AP50": 50.0}, s_per_iter=0.5, wall_s=100.0),
             dict(metrics={"bbox/AP": 34.0, "bbox/AP50": 54.0}, s_per_iter=0.7, wall_s=140.0),
             dict(failed=True)]
-    agg = accuracy.aggregate(runs)
+    agg = accuracy_report.aggregate(runs)
     # mean (30 + 34) / 2 = 32; sample std sqrt(((30-32)^2 + (34-32)^2) / (2-1)) = sqrt(8) = 2.83
     assert agg["metrics"]["bbox/AP"]["mean"] == 32.0
     assert math.isclose(agg["metrics"]["bbox/AP"]["std"], math.sqrt(8))
     assert (agg["seeds"], agg["failed"], agg["s_per_iter"], agg["wall_s"]) == (2, 1, 0.6, 120.0)
-    base = accuracy.aggregate([dict(metrics={"bbox/AP": 29.0}, s_per_iter=0.4, wall_s=90.0)])
+    base = accuracy_report.aggregate([dict(metrics={"bbox/AP": 29.0}, s_per_iter=0.4, wall_s=90.0)])
     assert base["metrics"]["bbox/AP"]["std"] is None  # one seed: no spread
-    table = accuracy.markdown_table(
+    table = accuracy_report.markdown_table(
         [dict(pair="p", label="Base", config="b.py", optimizer="SGD 0.01", agg=base, baseline_agg=base),
          dict(pair="p", label="Method", config="m.py", optimizer="SGD 0.01", agg=agg, baseline_agg=base)],
         alignment_keys=[],
@@ -266,10 +270,10 @@ def test_mean_and_spread_over_seeds():
 def test_alignment_columns():
     keys = {"bbox/AP", "alignment/pearson_all", "alignment/nms_misranked_share", "alignment/ece50",
             "alignment/iou_by_score_decile-0", "alignment/num_gt"}
-    assert accuracy.alignment_columns(keys) == ["alignment/pearson_all", "alignment/nms_misranked_share"]
+    assert accuracy_report.alignment_columns(keys) == ["alignment/pearson_all", "alignment/nms_misranked_share"]
     # Names the table does not know: every scalar, no per-bin values or counts.
-    assert accuracy.alignment_columns({"alignment/corr", "alignment/bin-1", "alignment/num_gt"}) == ["alignment/corr"]
-    assert accuracy.alignment_columns({"bbox/AP"}) == []
+    assert accuracy_report.alignment_columns({"alignment/corr", "alignment/bin-1", "alignment/num_gt"}) == ["alignment/corr"]
+    assert accuracy_report.alignment_columns({"bbox/AP"}) == []
 
 
 def test_summary_of_a_resumed_run(tmp_path):
@@ -283,7 +287,7 @@ def test_summary_of_a_resumed_run(tmp_path):
     ]
     path = tmp_path / "metrics.json"
     path.write_text("\n".join(json.dumps(r) for r in lines) + "\n")
-    s = accuracy.summarize_run(read_metrics(str(path), finite_only=False), max_iter=30)
+    s = accuracy_report.summarize_run(read_metrics(str(path), finite_only=False), max_iter=30)
     assert s["metrics"] == {"bbox/AP": 4.0, "bbox/AP50": 8.0, "bbox/AP75": 2.0, "alignment/corr": 0.4}
     assert s["evaluated_at"] == 30
     assert s["loss_curve"] == [[10, 2.0], [20, 1.4], [30, 1.0]]  # after i + 1 iterations
@@ -296,7 +300,7 @@ def test_a_nan_final_ap_is_reported_not_replaced_by_an_earlier_evaluation(tmp_pa
     path.write_text("\n".join(json.dumps(r) for r in [
         dict(iteration=9, total_loss=3.0, **{"bbox/AP": 2.0}), dict(iteration=20, **{"bbox/AP": float("nan")}),
     ]) + "\n")
-    s = accuracy.summarize_run(read_metrics(str(path), finite_only=False), max_iter=20)
+    s = accuracy_report.summarize_run(read_metrics(str(path), finite_only=False), max_iter=20)
     assert s["evaluated_at"] == 20 and math.isnan(s["metrics"]["bbox/AP"])
 
 
@@ -422,4 +426,11 @@ def test_end_to_end_table_curves_and_resume(tmp_path, monkeypatch):
     # Run again (from a process with other threads): nothing is trained, the same table comes out.
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     accuracy.main(argv, runner=lambda *a: pytest.fail("trained a finished run"))
+    assert (out / "results.md").read_text() == table
+    # --no-train rebuilds the report from run folders that hold only their results (the run config
+    # and its settings are written again).
+    for run_dir in (out / "runs").glob("*/seed0"):
+        (run_dir / "settings.json").unlink()
+        (run_dir / "config.py").unlink()
+    accuracy.main(argv + ["--no-train"], runner=lambda *a: pytest.fail("trained with --no-train"))
     assert (out / "results.md").read_text() == table

@@ -13,7 +13,9 @@ import sys  # noqa: E402
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from _cli import REPO, instant_config, read_metrics, train_net  # noqa: E402
+from _cli import REPO, instant_config, train_net  # noqa: E402
+
+from alignment_det.utils.metrics_file import read_metric_rows  # noqa: E402
 
 CONFIGS = [
     "retinanet_instant_test.py",
@@ -49,7 +51,7 @@ def runs(tmp_path_factory):
     from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.config import instantiate
 
-    from alignment_det.engine import load_config
+    from alignment_det.config import load_config
 
     root = tmp_path_factory.mktemp("alignment_e2e")
     out = {}
@@ -72,7 +74,7 @@ def eval_only(run, output_dir, *options):
 
 
 def _eval_row(output_dir):
-    rows = [r for r in read_metrics(output_dir) if any(k.startswith("alignment/") for k in r)]
+    rows = [r for r in read_metric_rows(output_dir) if any(k.startswith("alignment/") for k in r)]
     assert len(rows) == 1, rows
     return rows[0]
 
@@ -114,7 +116,7 @@ def test_training_logs_the_signal_and_evalhook_stores_alignment(runs, tmp_path):
     run = runs["retinanet_conf_instant_test.py"]
     train_net("--config-file", run["config"], f"train.output_dir={tmp_path}", "train.max_iter=2", "train.log_period=1",
               "model.test_score_thresh=0.0")
-    rows = read_metrics(tmp_path)
+    rows = read_metric_rows(tmp_path)
     assert any("align/score_iou_corr" in r and -1 <= r["align/score_iou_corr"] <= 1 for r in rows)
     evals = [r for r in rows if "alignment/olrp" in r]
     assert len(evals) == 1 and "bbox/AP" in evals[0]

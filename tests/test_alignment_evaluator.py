@@ -18,7 +18,8 @@ from detectron2.modeling.meta_arch import retinanet as retinanet_module  # noqa:
 from detectron2.structures import Boxes, BoxMode, Instances  # noqa: E402
 from _cli import REPO, instant_config  # noqa: E402
 
-from alignment_det.engine import Trainer, load_config  # noqa: E402
+from alignment_det.engine import Trainer  # noqa: E402
+from alignment_det.config import load_config  # noqa: E402
 from alignment_det.evaluation import AlignmentEvaluator, NMSRecorder  # noqa: E402
 from alignment_det.evaluation.nms_recorder import DEFAULT_NMS_CALL_SITES  # noqa: E402
 

@@ -13,7 +13,7 @@ from scipy import stats  # noqa: E402
 from _inputs import gt_instances, random_batch  # noqa: E402
 from _cli import instant_config  # noqa: E402
 
-from alignment_det.engine import load_config  # noqa: E402
+from alignment_det.config import load_config  # noqa: E402
 from alignment_det.layers.score_fusion import fuse_scores  # noqa: E402
 from alignment_det.modeling.alignment_logging import SCORE_IOU_CORR_KEY, log_score_iou_correlation  # noqa: E402
 from alignment_det.modeling.assignment import training_inputs  # noqa: E402

@@ -13,7 +13,7 @@ import socket
 import pytest
 import torch
 
-from alignment_det.balancing.alwa import ALWA
+from alignment_det.losses.alwa_weighting import ALWA
 
 CLS, REG = "loss_cls", "loss_box_reg"
 

@@ -24,11 +24,12 @@ from detectron2.structures import Boxes, Instances  # noqa: E402
 from detectron2.utils.events import EventStorage  # noqa: E402
 from torch.nn.parallel import DistributedDataParallel  # noqa: E402
 
-from _cli import REPO, instant_config, read_metrics, train_net  # noqa: E402
-from alignment_det.balancing.alwa import ALWA  # noqa: E402
-from alignment_det.engine.checkpoint import CheckedCheckpointer  # noqa: E402
-from alignment_det.engine.config import load_config  # noqa: E402
+from _cli import REPO, instant_config, train_net  # noqa: E402
+from alignment_det.losses.alwa_weighting import ALWA  # noqa: E402
+from alignment_det.checkpoint import CheckedCheckpointer  # noqa: E402
+from alignment_det.config import load_config  # noqa: E402
 from alignment_det.modeling.alwa import add_alwa, get_alwa, with_alwa  # noqa: E402
+from alignment_det.utils.metrics_file import read_metric_rows  # noqa: E402
 
 ALWA_INSTANT = instant_config("retinanet_alwa_instant_test.py")
 ALWA_KEYS = {"alwa.alpha", "alwa.cls_window", "alwa.reg_window", "alwa.window_fill"}
@@ -307,7 +308,7 @@ def test_train_net_two_processes_checkpoints_alwa_state(tmp_path):
         "--config-file", ALWA_INSTANT, "--num-gpus", "2", "--dist-url", "auto", f"train.output_dir={tmp_path}",
         "model.alwa.period=4", "train.max_iter=10", "train.checkpointer.period=1000",
     )
-    logged = {m["iteration"]: m["alwa_weight"] for m in read_metrics(tmp_path) if "alwa_weight" in m}
+    logged = {m["iteration"]: m["alwa_weight"] for m in read_metric_rows(tmp_path) if "alwa_weight" in m}
     assert sorted(logged) == list(range(10)), "alwa_weight must be logged every iteration"
     final = torch.load(tmp_path / "model_final.pth", weights_only=False)["model"]
     assert ALWA_KEYS <= set(final), "alwa.* (not module.alwa.*) must be in the checkpoint"
@@ -384,7 +385,7 @@ def _resume_from(full, run_dir, config, *, drop_windows=False):
     (run_dir / "last_checkpoint").write_text("model_0000005.pth")
     proc = train_net("--config-file", config, "--resume", f"train.output_dir={run_dir}")
     assert "Starting training from iteration 6" in proc.stdout + proc.stderr
-    return {m["iteration"]: m["alwa_weight"] for m in read_metrics(run_dir) if "alwa_weight" in m}
+    return {m["iteration"]: m["alwa_weight"] for m in read_metric_rows(run_dir) if "alwa_weight" in m}
 
 
 def test_resume_mid_window_reproduces_the_uninterrupted_weights(fixed_batch_config, uninterrupted, tmp_path):
@@ -392,7 +393,7 @@ def test_resume_mid_window_reproduces_the_uninterrupted_weights(fixed_batch_conf
     # Checkpoint after iteration 5 = 6 steps with C = 4: two values wait in the window.
     mid = torch.load(full / "model_0000005.pth", weights_only=False)["model"]
     assert int(mid["alwa.window_fill"]) == 2 and float(mid["alwa.cls_window"][1]) > 0
-    w_full = {m["iteration"]: m["alwa_weight"] for m in read_metrics(full) if "alwa_weight" in m}
+    w_full = {m["iteration"]: m["alwa_weight"] for m in read_metric_rows(full) if "alwa_weight" in m}
     assert sorted(w_full) == list(range(14))
     # Updates after iterations 3, 7, 11; the one after 7 comes from the window 4-7, which
     # spans the checkpoint, and must have changed α for the comparison to mean anything.

@@ -12,7 +12,7 @@ import torch  # noqa: E402
 from detectron2.config import instantiate  # noqa: E402
 
 from _cli import REPO, instant_config  # noqa: E402
-from alignment_det.engine import load_config  # noqa: E402
+from alignment_det.config import load_config  # noqa: E402
 
 sys.path.insert(0, os.path.join(REPO, "tools"))
 import analyze_model  # noqa: E402

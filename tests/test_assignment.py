@@ -16,7 +16,7 @@ from _cli import REPO, instant_config  # noqa: E402
 
 from alignment_det.assigners.atss import atss_assign  # noqa: E402
 from alignment_det.assigners.fcos_targets import fcos_targets  # noqa: E402
-from alignment_det.engine import load_config  # noqa: E402
+from alignment_det.config import load_config  # noqa: E402
 from alignment_det.modeling.assignment import (  # noqa: E402
     gt_index_of_matched_boxes,
     label_anchors_assignment,

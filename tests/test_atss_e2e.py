@@ -16,12 +16,13 @@ from detectron2.structures import Boxes  # noqa: E402
 from detectron2.utils.events import EventStorage  # noqa: E402
 from fvcore.nn import giou_loss  # noqa: E402
 
-from _cli import instant_config, read_metrics, train_net  # noqa: E402
+from _cli import instant_config, train_net  # noqa: E402
 from alignment_det.assigners.atss import square_anchor_grid  # noqa: E402
-from alignment_det.engine.config import load_config  # noqa: E402
+from alignment_det.config import load_config  # noqa: E402
 from alignment_det.modeling.heads import ATSSHead  # noqa: E402
 import alignment_det.modeling.meta_arch.atss as atss_module  # noqa: E402
 from alignment_det.modeling.meta_arch import ATSS  # noqa: E402
+from alignment_det.utils.metrics_file import read_metric_rows  # noqa: E402
 # The RetinaNet-Conf tests' tiny 128x160 inputs: image batches, GT Instances, a training step.
 from test_retinanet_conf_e2e import H, W, batch, empty, images, instances, train_losses, two_boxes  # noqa: E402,F401
 
@@ -191,7 +192,7 @@ def test_bad_configuration_is_a_clear_error():
 def test_instant_test_trains_then_eval_only(tmp_path):
     out = str(tmp_path / "out")
     train_net("--config-file", INSTANT, "train.max_iter=6", "train.log_period=1", f"train.output_dir={out}")
-    metrics = read_metrics(out)
+    metrics = read_metric_rows(out)
     assert any("atss/pos_per_gt" in m and "loss_quality" in m for m in metrics)
     final = os.path.join(out, "model_final.pth")
     ev = train_net("--config-file", INSTANT, "--eval-only", f"train.init_checkpoint={final}", f"train.output_dir={out}")

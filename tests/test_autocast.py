@@ -22,7 +22,7 @@ from detectron2.utils.events import EventStorage  # noqa: E402
 
 from _inputs import gt_instances, random_batch  # noqa: E402
 from alignment_det.engine.amp import resolve_amp_dtype  # noqa: E402
-from alignment_det.engine.config import load_config  # noqa: E402
+from alignment_det.config import load_config  # noqa: E402
 from alignment_det.modeling.precision import Float32Training  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

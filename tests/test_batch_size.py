@@ -10,7 +10,7 @@ detectron2_or_skip()
 from _cli import instant_config  # noqa: E402
 
 from alignment_det.engine import Trainer, build_model  # noqa: E402
-from alignment_det.engine.config import load_config  # noqa: E402
+from alignment_det.config import load_config  # noqa: E402
 from alignment_det.model_zoo import get_config_file, list_configs  # noqa: E402
 
 

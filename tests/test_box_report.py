@@ -25,7 +25,7 @@ from alignment_det.data import (  # noqa: E402
     register_coco_json,
 )
 from alignment_det.engine import Trainer  # noqa: E402
-from alignment_det.engine.config import load_config  # noqa: E402
+from alignment_det.config import load_config  # noqa: E402
 
 # (kind, XYWH box) for an image of width >= 128 and height >= 96 (the synthetic set's minimum).
 BAD_BOXES = {

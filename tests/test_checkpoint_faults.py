@@ -16,12 +16,12 @@ import torch  # noqa: E402
 from _cli import instant_config, run_script, train_net  # noqa: E402
 
 from alignment_det import model_zoo  # noqa: E402
-from alignment_det.engine.checkpoint import (  # noqa: E402
+from alignment_det.checkpoint import (  # noqa: E402
     CheckedCheckpointer,
     CheckpointMismatchError,
     CheckpointUnreadableError,
 )
-from alignment_det.model_zoo import weights  # noqa: E402
+from alignment_det.checkpoint import catalog  # noqa: E402
 
 FCOS = instant_config("fcos_instant_test.py")
 
@@ -164,7 +164,7 @@ def test_model_zoo_get_trained_is_strict(tmp_path, monkeypatch):
     (tmp_path / "fcos").mkdir()
     torch.save({"model": partial}, tmp_path / "fcos" / "model_final.pth")
     monkeypatch.setenv(model_zoo.ENV_VAR, str(tmp_path))
-    monkeypatch.setattr(weights, "CHECKPOINTS", {})
+    monkeypatch.setattr(catalog, "CHECKPOINTS", {})
     sha = hashlib.sha256((tmp_path / "fcos" / "model_final.pth").read_bytes()).hexdigest()
     model_zoo.register_checkpoint(config, "fcos/model_final.pth", sha)
     with pytest.raises(CheckpointMismatchError, match="does not fit the model"):
@@ -244,7 +244,7 @@ def test_a_finished_run_resumed_from_its_last_periodic_checkpoint_writes_model_f
     # Killed while writing model_final.pth right after model_0000007.pth (iteration 7 of 8):
     # nothing is left to train, and --resume writes model_final.pth from model_0000007.pth.
     from alignment_det.engine import Trainer
-    from alignment_det.engine.config import load_config
+    from alignment_det.config import load_config
 
     cfg = load_config(FCOS, [f"train.output_dir={tmp_path}", "train.max_iter=8"])
     first = Trainer(cfg)

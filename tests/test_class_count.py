@@ -18,7 +18,7 @@ from alignment_det.engine.checks import (  # noqa: E402
     check_device,
     model_num_classes,
 )
-from alignment_det.engine.config import load_config  # noqa: E402
+from alignment_det.config import load_config  # noqa: E402
 from alignment_det.model_zoo import get_config_file  # noqa: E402
 
 INSTANT = ["retinanet_instant_test.py", "fcos_instant_test.py", "mal_instant_test.py", "date_instant_test.py",

@@ -8,7 +8,7 @@ import os  # noqa: E402
 
 from detectron2.config import LazyConfig, instantiate  # noqa: E402
 
-from alignment_det.engine.config import check_override_keys, load_config  # noqa: E402
+from alignment_det.config import check_override_keys, load_config  # noqa: E402
 from alignment_det.model_zoo import get_config_file, list_configs  # noqa: E402
 
 CONFIGS = list_configs()

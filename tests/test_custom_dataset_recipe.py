@@ -11,10 +11,11 @@ from _requires import detectron2_or_skip
 
 detectron2_or_skip()
 
-from _cli import REPO, instant_config, read_metrics, subprocess_env, train_net  # noqa: E402
+from _cli import REPO, instant_config, subprocess_env, train_net  # noqa: E402
 
 from alignment_det.data import make_synthetic_voc  # noqa: E402
 from alignment_det.engine import invoke_main  # noqa: E402
+from alignment_det.utils.metrics_file import read_metric_rows  # noqa: E402
 
 SECTION = "## Training on your own dataset"
 
@@ -59,7 +60,7 @@ def test_the_readme_recipe_trains_and_evaluates_on_a_voc_folder_as_written(tmp_p
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     out = tmp_path / "output" / "custom_mal_instant_test"
     assert (out / "model_final.pth").is_file()
-    metrics = read_metrics(str(out))
+    metrics = read_metric_rows(str(out))
     assert max(m["iteration"] for m in metrics if "total_loss" in m) == 4  # train.max_iter=5
     assert any("bbox/AP" in m for m in metrics)  # the final evaluation, on the VOC val split
 

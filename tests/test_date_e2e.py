@@ -18,7 +18,7 @@ from detectron2.config import LazyConfig, instantiate  # noqa: E402
 from detectron2.structures import Boxes, Instances  # noqa: E402
 from detectron2.utils.events import EventStorage  # noqa: E402
 
-from alignment_det.engine.config import load_config  # noqa: E402
+from alignment_det.config import load_config  # noqa: E402
 from alignment_det.modeling.meta_arch.date import DATE  # noqa: E402
 from alignment_det.utils.lr_factor import backbone_lr_factor  # noqa: E402
 from alignment_det.modeling.meta_arch.date_export import export_program, export_torchscript  # noqa: E402

@@ -37,7 +37,7 @@
    - ``hungarian_match``, ``one_to_one_assign``, ``onenet_cost_assign``: scipy's
      ``linear_sum_assignment`` needs the cost values on the host (``.cpu().numpy()``).
    - ``selection_count``, ``effective_bag_size``, ``depression_ratio``: Python numbers, no tensors.
-   - ``balancing`` (``ALWA``) is outside the assigners, losses and layers; its buffers move with it.
+   - ``ALWA`` (``losses/alwa_weighting.py``) holds no tensor factory: its buffers move with it.
 
    Checked by breaking it: a ``torch.zeros(n, 4)`` added inside ``iou_targets``, or
    ``square_anchor_grid`` moving its grid to the CPU, fails the cases that reach them.

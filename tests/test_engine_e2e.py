@@ -8,7 +8,9 @@ from _requires import detectron2_or_skip
 detectron2_or_skip()
 
 import torch  # noqa: E402
-from _cli import instant_config, read_metrics, train_net  # noqa: E402
+from _cli import instant_config, train_net  # noqa: E402
+
+from alignment_det.utils.metrics_file import read_metric_rows  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +24,7 @@ def trained_fcos(tmp_path_factory):
 def test_instant_test_trains_then_eval_only_prints_ap(name, tmp_path):
     train_net("--config-file", instant_config(name), f"train.output_dir={tmp_path}", "train.max_iter=30")
     assert (tmp_path / "model_final.pth").is_file()
-    train_rows = [m for m in read_metrics(tmp_path) if "total_loss" in m]
+    train_rows = [m for m in read_metric_rows(tmp_path) if "total_loss" in m]
     assert train_rows[-1]["iteration"] == 29 and "lr" in train_rows[-1]
     assert any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path)), "no TensorBoard file"
     # 30 iterations leave every score under the test threshold; 0 still evaluates the ranking.
@@ -59,8 +61,8 @@ def test_resume_continues_at_the_right_iteration_with_the_same_lr(tmp_path):
     proc = train_net("--config-file", cfg, "--resume", "--allow-schedule-change", f"train.output_dir={part}",
                      "train.max_iter=100", *common)
     assert "Starting training from iteration 50" in proc.stdout + proc.stderr
-    lr_full = {m["iteration"]: m["lr"] for m in read_metrics(full) if "lr" in m}
-    lr_part = {m["iteration"]: m["lr"] for m in read_metrics(part) if "lr" in m}
+    lr_full = {m["iteration"]: m["lr"] for m in read_metric_rows(full) if "lr" in m}
+    lr_part = {m["iteration"]: m["lr"] for m in read_metric_rows(part) if "lr" in m}
     assert min(i for i in lr_part if i >= 50) == 50
     for it in range(50, 100):
         assert lr_part[it] == pytest.approx(lr_full[it]), it

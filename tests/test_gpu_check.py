@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 import gpu_check  # noqa: E402
 
 from alignment_det.engine.checks import check_amp  # noqa: E402
-from alignment_det.engine.config import load_config  # noqa: E402
+from alignment_det.config import load_config  # noqa: E402
 
 SCRIPT = os.path.join(REPO, "benchmarks", "gpu_check.py")
 

@@ -14,7 +14,7 @@ from detectron2.utils.events import EventStorage  # noqa: E402
 
 from _cli import instant_config  # noqa: E402
 from _inputs import gt_instances  # noqa: E402
-from alignment_det.engine import load_config  # noqa: E402
+from alignment_det.config import load_config  # noqa: E402
 from alignment_det.modeling import assignment  # noqa: E402
 
 # 0.6 px, strictly between the grid points of every stride (as in test_one_class_and_empty.py).

@@ -15,14 +15,15 @@ from detectron2.modeling.backbone.resnet import DeformBottleneckBlock  # noqa: E
 from detectron2.utils.events import EventStorage  # noqa: E402
 from torchvision.ops import deform_conv2d  # noqa: E402
 
-from _cli import instant_config, read_metrics, train_net  # noqa: E402
-from alignment_det.engine.checkpoint import CheckedCheckpointer  # noqa: E402
-from alignment_det.engine.config import load_config  # noqa: E402
+from _cli import instant_config, train_net  # noqa: E402
+from alignment_det.checkpoint import CheckedCheckpointer  # noqa: E402
+from alignment_det.config import load_config  # noqa: E402
 from alignment_det.modeling.alwa import add_alwa  # noqa: E402
 from alignment_det.modeling.heads import ATSSHead, ModulatedDeformConv3x3, star_dcn_offsets  # noqa: E402
 import alignment_det.modeling.meta_arch.hcral as hcral_module  # noqa: E402
 import detectron2.modeling.meta_arch.retinanet as d2_retinanet  # noqa: E402
 from alignment_det.modeling.meta_arch import HCRALATSS, HCRALRetinaNet  # noqa: E402
+from alignment_det.utils.metrics_file import read_metric_rows  # noqa: E402
 from test_atss_e2e import batch, build, crowded, empty, images, train_losses, two_boxes  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -325,7 +326,7 @@ def test_instant_test_trains_logs_and_evaluates(config, scalars, tmp_path):
     out = str(tmp_path / "out")
     cfg = instant_config(config)
     train_net("--config-file", cfg, "train.max_iter=6", "train.log_period=1", f"train.output_dir={out}")
-    metrics = read_metrics(out)
+    metrics = read_metric_rows(out)
     for key in scalars:
         assert any(key in m for m in metrics), (key, metrics[-1].keys())
     final = os.path.join(out, "model_final.pth")

@@ -16,7 +16,7 @@ from alignment_det.data import get_dataset_dicts, register_coco_json, register_v
 from alignment_det.data import image_check  # noqa: E402
 from alignment_det.data.image_check import BadImagesError, ImageReadError  # noqa: E402
 from alignment_det.engine import Trainer, build_model  # noqa: E402
-from alignment_det.engine.config import load_config  # noqa: E402
+from alignment_det.config import load_config  # noqa: E402
 
 CONFIG = instant_config("fcos_instant_test.py")
 

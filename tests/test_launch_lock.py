@@ -14,9 +14,10 @@ from _requires import detectron2_or_skip
 detectron2_or_skip()
 
 import torch  # noqa: E402
-from _cli import REPO, instant_config, read_metrics, subprocess_env, train_net  # noqa: E402
+from _cli import REPO, instant_config, subprocess_env, train_net  # noqa: E402
 
 from alignment_det.engine.lock import LOCK_NAME, OutputDirInUseError, lock_output_dir, release_output_dir  # noqa: E402
+from alignment_det.utils.metrics_file import read_metric_rows  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 FCOS = instant_config("fcos_instant_test.py")
@@ -99,7 +100,7 @@ def test_killed_launcher_takes_its_workers_with_it_and_the_run_resumes(tmp_path)
                      f"train.max_iter={iteration + 3}", "train.log_period=1")
     log = proc.stdout + proc.stderr
     assert "Took over the lock" in log and f"Starting training from iteration {iteration + 1}" in log
-    assert max(m["iteration"] for m in read_metrics(out) if "total_loss" in m) == iteration + 2
+    assert max(m["iteration"] for m in read_metric_rows(out) if "total_loss" in m) == iteration + 2
     assert (out / LOCK_NAME).read_text() == "", "a run that ends normally leaves the lock empty"
 
 

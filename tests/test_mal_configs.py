@@ -13,7 +13,7 @@ from detectron2.config import LazyConfig, instantiate  # noqa: E402
 from detectron2.modeling.backbone.resnet import BottleneckBlock  # noqa: E402
 from detectron2.utils.registry import locate  # noqa: E402
 
-from alignment_det.engine.config import load_config  # noqa: E402
+from alignment_det.config import load_config  # noqa: E402
 from alignment_det.modeling.meta_arch.mal import MAL_BOX_CODER_WEIGHTS, MALRetinaNet  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -22,8 +22,8 @@ from detectron2.utils.events import EventStorage  # noqa: E402
 
 import alignment_det.modeling.meta_arch.mal as mal_module  # noqa: E402
 from alignment_det.assigners.mal_bags import selection_count  # noqa: E402
-from alignment_det.engine.checkpoint import CheckedCheckpointer  # noqa: E402
-from alignment_det.engine.config import load_config  # noqa: E402
+from alignment_det.checkpoint import CheckedCheckpointer  # noqa: E402
+from alignment_det.config import load_config  # noqa: E402
 from alignment_det.layers.anchor_depression import depression_ratio  # noqa: E402
 from alignment_det.modeling.meta_arch.mal import MAL_BOX_CODER_WEIGHTS, MALRetinaNet  # noqa: E402
 

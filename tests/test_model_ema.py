@@ -10,8 +10,8 @@ detectron2_or_skip()
 from _cli import instant_config, train_net  # noqa: E402
 
 from alignment_det.engine import Trainer, build_eval_model, build_model  # noqa: E402
-from alignment_det.engine.checkpoint import CheckedCheckpointer  # noqa: E402
-from alignment_det.engine.config import load_config  # noqa: E402
+from alignment_det.checkpoint import CheckedCheckpointer  # noqa: E402
+from alignment_det.config import load_config  # noqa: E402
 from alignment_det.engine.ema import EMA_CHECKPOINT_KEY, ModelEMA, ModelEMAHook  # noqa: E402
 
 FCOS = instant_config("fcos_instant_test.py")

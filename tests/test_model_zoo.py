@@ -14,7 +14,7 @@ import torch  # noqa: E402
 from detectron2.utils.file_io import PathManager  # noqa: E402
 
 from alignment_det import model_zoo  # noqa: E402
-from alignment_det.model_zoo import weights  # noqa: E402
+from alignment_det.checkpoint import catalog  # noqa: E402
 
 
 class _CountingHandler(http.server.SimpleHTTPRequestHandler):
@@ -39,7 +39,7 @@ def http_root(tmp_path, monkeypatch):
     thread.start()
     monkeypatch.setenv("FVCORE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv(model_zoo.ENV_VAR, f"http://127.0.0.1:{server.server_address[1]}/zoo")
-    monkeypatch.setattr(weights, "CHECKPOINTS", {})
+    monkeypatch.setattr(catalog, "CHECKPOINTS", {})
     _CountingHandler.hits = []
     yield www
     server.shutdown()
@@ -76,7 +76,7 @@ def test_corrupt_download_is_rejected_and_dropped_from_the_cache(http_root):
 def test_local_folder_mirror(tmp_path, monkeypatch):
     sha = _write_checkpoint(tmp_path / "mirror" / "demo" / "model_final.pth")
     monkeypatch.setenv(model_zoo.ENV_VAR, str(tmp_path / "mirror"))
-    monkeypatch.setattr(weights, "CHECKPOINTS", {})
+    monkeypatch.setattr(catalog, "CHECKPOINTS", {})
     model_zoo.register_checkpoint("demo.py", "demo/model_final.pth", sha)
     assert PathManager.get_local_path("alignment_det://demo/model_final.pth") == str(tmp_path / "mirror" / "demo" / "model_final.pth")
 
@@ -89,7 +89,7 @@ def test_prefix_without_env_var_says_what_to_set(monkeypatch):
 
 def test_no_weights_are_listed_until_published():
     # The table ships empty: listing a URL for weights that do not exist would be a lie.
-    assert weights.CHECKPOINTS == {}
+    assert catalog.CHECKPOINTS == {}
     with pytest.raises(RuntimeError, match="No trained weights are published"):
         model_zoo.get_checkpoint_url("retinanet_R50.py")
 
@@ -106,3 +106,20 @@ def test_get_config_and_get():
     assert type(model).__name__ == "FCOS"
     with pytest.raises(RuntimeError, match="not in the model zoo"):
         model_zoo.get_config_file("nope.py")
+
+
+def test_train_net_resolves_the_prefix_in_init_checkpoint(tmp_path, monkeypatch):
+    """``train.init_checkpoint=alignment_det://...`` through train_net.py: the prefix is registered
+    by what the CLI imports (alignment_det.checkpoint), not by importing the model zoo."""
+    from _cli import instant_config, train_net
+
+    config = "quick_schedules/fcos_instant_test.py"
+    model = model_zoo.get(config, device="cpu")
+    (tmp_path / "mirror" / "fcos").mkdir(parents=True)
+    torch.save({"model": model.state_dict()}, tmp_path / "mirror" / "fcos" / "model_final.pth")
+    monkeypatch.setenv(model_zoo.ENV_VAR, str(tmp_path / "mirror"))
+    proc = train_net(
+        "--config-file", instant_config("fcos_instant_test.py"), "--eval-only",
+        "train.init_checkpoint=alignment_det://fcos/model_final.pth", f"train.output_dir={tmp_path / 'out'}",
+    )
+    assert "alignment_det://fcos/model_final.pth" in proc.stdout + proc.stderr

@@ -22,7 +22,8 @@ from detectron2.structures import Boxes, Instances  # noqa: E402
 from detectron2.utils.events import EventStorage  # noqa: E402
 
 from _cli import instant_config  # noqa: E402
-from alignment_det.engine import Trainer, load_config  # noqa: E402
+from alignment_det.engine import Trainer  # noqa: E402
+from alignment_det.config import load_config  # noqa: E402
 
 # (name, instant-test config in configs/quick_schedules/, overrides)
 METHODS = [

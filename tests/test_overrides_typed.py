@@ -7,7 +7,7 @@ detectron2_or_skip()
 from detectron2.config import instantiate  # noqa: E402
 from _cli import instant_config, train_net  # noqa: E402
 
-from alignment_det.engine.config import check_override_types, load_config  # noqa: E402
+from alignment_det.config import check_override_types, load_config  # noqa: E402
 from alignment_det.model_zoo import get_config_file, list_configs  # noqa: E402
 
 RETINANET = get_config_file("retinanet_R50.py")

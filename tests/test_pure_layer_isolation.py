@@ -1,5 +1,5 @@
 """The pure tensor layer never imports Detectron2 or torchvision (ARCHITECTURE.md): every module of
-``assigners``, ``losses``, ``layers``, ``balancing`` and ``utils`` is imported in a fresh interpreter
+``assigners``, ``losses``, ``layers`` and ``utils`` is imported in a fresh interpreter
 in which importing either package raises, and every attempt is recorded, so that a module which
 catches the ImportError and falls back still fails the test."""
 import json
@@ -10,7 +10,7 @@ import sys
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PURE_PACKAGES = ["alignment_det.assigners", "alignment_det.losses", "alignment_det.layers", "alignment_det.balancing", "alignment_det.utils"]
+PURE_PACKAGES = ["alignment_det.assigners", "alignment_det.losses", "alignment_det.layers", "alignment_det.utils"]
 FORBIDDEN = ("detectron2", "torchvision")
 
 PROBE = r"""

@@ -20,8 +20,8 @@ from alignment_det.modeling.meta_arch import RetinaNet  # noqa: E402
 from detectron2.structures import Boxes, Instances, pairwise_iou  # noqa: E402
 from detectron2.utils.events import EventStorage  # noqa: E402
 
-from alignment_det.engine.checkpoint import CheckedCheckpointer, CheckpointMismatchError  # noqa: E402
-from alignment_det.engine.config import load_config  # noqa: E402
+from alignment_det.checkpoint import CheckedCheckpointer, CheckpointMismatchError  # noqa: E402
+from alignment_det.config import load_config  # noqa: E402
 from alignment_det.modeling.heads.retinanet_conf_head import RetinaNetConfHead  # noqa: E402
 from alignment_det.modeling.meta_arch.retinanet_conf import RetinaNetConf  # noqa: E402
 

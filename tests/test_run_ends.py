@@ -11,10 +11,11 @@ from _requires import detectron2_or_skip
 detectron2_or_skip()
 
 import torch  # noqa: E402
-from _cli import instant_config, read_metrics, train_net  # noqa: E402
+from _cli import instant_config, train_net  # noqa: E402
 
-from alignment_det.engine.checkpoint import CheckedCheckpointer, CheckpointWriteError  # noqa: E402
+from alignment_det.checkpoint import CheckedCheckpointer, CheckpointWriteError  # noqa: E402
 from alignment_det.utils import metrics_file  # noqa: E402
+from alignment_det.utils.metrics_file import read_metric_rows  # noqa: E402
 
 RETINANET = instant_config("retinanet_instant_test.py")
 MAL = instant_config("mal_instant_test.py")
@@ -93,7 +94,7 @@ def test_torchs_enforce_failure_on_a_full_disk_is_named_too(tmp_path, monkeypatc
 # ------------------------------------------------------------------ log.txt, iteration stamps
 def test_log_txt_has_no_colour_codes(finished):
     log = (finished / "log.txt").read_text()
-    assert "Contents of args.config_file" in log and "lr_multiplier = shrink(" in log  # the highlighted part
+    assert "Contents of args.config_file" in log and "lr_multiplier = shrink_and_get_lr_multiplier(" in log  # the highlighted part
     assert "\x1b[" not in log
 
 
@@ -101,7 +102,7 @@ def test_final_evaluation_and_eval_only_of_model_final_share_one_iteration(finis
     run = _copy(finished, tmp_path)
     train_net("--config-file", RETINANET, "--eval-only", f"train.output_dir={run}",
               f"train.init_checkpoint={run / 'model_final.pth'}", f"train.max_iter={MAX_ITER}")
-    eval_rows = [r for r in read_metrics(run) if "bbox/AP" in r]
+    eval_rows = [r for r in read_metric_rows(run) if "bbox/AP" in r]
     assert [r["iteration"] for r in eval_rows] == [MAX_ITER - 1, MAX_ITER - 1]  # training's, then --eval-only's
     assert torch.load(run / "model_final.pth", weights_only=True)["iteration"] == MAX_ITER - 1
     # plot_metrics reads one run, not a restart that drops the last training point

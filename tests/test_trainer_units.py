@@ -54,7 +54,7 @@ def test_ddp_wrapping_is_a_no_op_in_one_process():
 
 
 def test_benchmark_harness_times_both_configs_on_the_same_batches():
-    from harness import compare, report, synthetic_batch
+    from harness import report, synthetic_batch, time_configs
 
     a = synthetic_batch(batch_size=2, height=64, width=80, num_boxes=5, num_classes=3, seed=1)
     b = synthetic_batch(batch_size=2, height=64, width=80, num_boxes=5, num_classes=3, seed=1)
@@ -63,7 +63,7 @@ def test_benchmark_harness_times_both_configs_on_the_same_batches():
     assert (boxes[:, 2] <= 80).all() and (boxes[:, 3] <= 64).all() and (boxes[:, :2] >= 0).all()
 
     cfg = instant_config("fcos_instant_test.py")
-    timings = compare([cfg, cfg], names=("a", "b"), batch_size=1, height=96, width=128, num_boxes=3, iters=2, warmup=1)
+    timings = time_configs([cfg, cfg], names=("a", "b"), batch_size=1, height=96, width=128, num_boxes=3, iters=2, warmup=1)
     assert [t.name for t in timings] == ["a", "b"]
     assert all(len(t.train_s) == 2 and len(t.infer_s) == 2 and min(t.train_s + t.infer_s) > 0 for t in timings)
     table = report(timings)

@@ -85,7 +85,8 @@ def records_from_model(config_file: str, checkpoint: str, opts: Sequence[str], *
     import torch
     from tqdm import tqdm
 
-    from alignment_det.engine import Trainer, build_eval_model, load_config
+    from alignment_det.engine import Trainer, build_eval_model
+    from alignment_det.config import load_config
     from alignment_det.evaluation.alignment_evaluator import AlignmentEvaluator
 
     cfg = load_config(config_file, list(opts))

@@ -130,8 +130,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from detectron2.config import instantiate
     from fvcore.nn import flop_count_table
 
-    from alignment_det.engine import load_config
-    from alignment_det.engine.checkpoint import CheckedCheckpointer
+    from alignment_det.config import load_config
+    from alignment_det.checkpoint import CheckedCheckpointer
 
     cfg = load_config(args.config_file, args.opts)
     torch.manual_seed(0)

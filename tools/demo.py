@@ -78,7 +78,7 @@ def main(argv=None):
     from detectron2.utils.visualizer import Visualizer
     from tqdm import tqdm
 
-    from alignment_det.engine import load_config
+    from alignment_det.config import load_config
 
     cfg = load_config(args.config_file, args.opts)
     if not cfg.train.init_checkpoint:

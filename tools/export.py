@@ -357,7 +357,8 @@ def main(argv=None) -> int:
     p.add_argument("opts", nargs=argparse.REMAINDER, help="key=value config overrides")
     args = p.parse_args(argv)
 
-    from alignment_det.engine import build_eval_model, load_config
+    from alignment_det.engine import build_eval_model
+    from alignment_det.config import load_config
 
     cfg = load_config(args.config_file, args.opts)
     checkpoint = args.checkpoint or cfg.train.init_checkpoint

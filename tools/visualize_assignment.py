@@ -193,7 +193,8 @@ def main(argv=None):
     from detectron2.config import instantiate
     from detectron2.data import MetadataCatalog
 
-    from alignment_det.engine import build_eval_model, load_config
+    from alignment_det.engine import build_eval_model
+    from alignment_det.config import load_config
 
     cfg = load_config(args.config_file, args.opts)
     import alignment_det.data  # noqa: F401  registers the built-in datasets

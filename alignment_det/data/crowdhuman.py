@@ -18,7 +18,9 @@ import os
 from typing import Dict, List, Optional
 
 from detectron2.structures import BoxMode
+from PIL import Image
 
+from .build import get_dataset_dicts
 from .register import register_once
 
 __all__ = ["CROWDHUMAN_CLASSES", "crowdhuman_dataset_dicts", "crowdhuman_root", "load_crowdhuman_odgt", "register_crowdhuman"]
@@ -27,8 +29,6 @@ CROWDHUMAN_CLASSES = ("person",)
 
 
 def _image_size(path: str) -> Optional[tuple]:
-    from PIL import Image
-
     try:
         with Image.open(path) as im:
             w, h = im.size
@@ -115,8 +115,6 @@ def crowdhuman_dataset_dicts(
     return its dicts through :func:`alignment_det.data.get_dataset_dicts` (``strict_boxes`` and
     ``kwargs``, e.g. ``filter_empty=False``, as there). Lets a LazyConfig use CrowdHuman without a
     separate registration step."""
-    from .build import get_dataset_dicts
-
     root = root or crowdhuman_root()
     name = f"crowdhuman_{split}"
     register_crowdhuman(name, os.path.join(root, f"annotation_{split}.odgt"), os.path.join(root, "Images"))

@@ -12,6 +12,8 @@ import tempfile
 from typing import Dict, Sequence
 
 import numpy as np
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.datasets import load_coco_json
 
 from alignment_det.utils.optional import import_optional
 
@@ -160,9 +162,6 @@ def make_synthetic_voc(
 
 def register_synthetic_datasets() -> None:
     """Register ``synthetic_shapes_train`` / ``synthetic_shapes_val`` (idempotent, lazy)."""
-    from detectron2.data import DatasetCatalog, MetadataCatalog
-    from detectron2.data.datasets import load_coco_json
-
     for name, (num_images, seed) in SYNTHETIC_SPLITS.items():
         if name in DatasetCatalog.list():
             continue

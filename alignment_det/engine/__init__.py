@@ -1,7 +1,5 @@
 """Training engine: the LazyConfig trainer, CPU-aware DDP, the CLI behind train_net.py."""
 from .cli import argument_parser, invoke_main, main
-from .config import load_config
-from .. import model_zoo as _model_zoo  # noqa: F401  registers alignment_det:// on PathManager
 from .trainer import Trainer, build_eval_model, build_model, create_ddp_model
 
-__all__ = ["Trainer", "argument_parser", "build_eval_model", "build_model", "create_ddp_model", "invoke_main", "load_config", "main"]
+__all__ = ["Trainer", "argument_parser", "build_eval_model", "build_model", "create_ddp_model", "invoke_main", "main"]

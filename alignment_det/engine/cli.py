@@ -3,12 +3,14 @@ import logging
 import os
 
 from detectron2.engine import default_argument_parser, default_setup
+from detectron2.evaluation.testing import flatten_results_dict
 from detectron2.utils import comm
+from detectron2.utils.events import EventStorage, JSONWriter, TensorboardXWriter
 
+from ..checkpoint import CheckedCheckpointer
+from ..config import load_config, resolve_config_file
 from ..data.register import checked_registration_files, run_registration_files
-from .checkpoint import CheckedCheckpointer
 from .checks import check_device, check_max_iter
-from .config import load_config
 from .launch import launch
 from .lock import output_dir_lock
 from .log_file import setup_run_logging
@@ -90,9 +92,6 @@ def eval_checkpoint_path(cfg, resume: bool) -> str:
 def write_eval_results(output_dir: str, results, iteration: int) -> None:
     """--eval-only: store the evaluation results as training does (EvalHook + writers), one line in
     ``metrics.json`` and TensorBoard scalars named ``<task>/<metric>``, at ``iteration``."""
-    from detectron2.evaluation.testing import flatten_results_dict
-    from detectron2.utils.events import EventStorage, JSONWriter, TensorboardXWriter
-
     flat = {k: float(v) for k, v in flatten_results_dict(results).items()}
     if not flat:
         return
@@ -137,8 +136,6 @@ def invoke_main(argv=None):
     args.register = checked_registration_files(args.register)  # before any process is started
     # launch() reads the config file in every process, so resolve a zoo name once here.
     if args.config_file and not os.path.isfile(args.config_file):
-        from .config import resolve_config_file
-
         args.config_file = resolve_config_file(args.config_file)
     launch(
         main,

@@ -46,7 +46,7 @@ from omegaconf import ListConfig, OmegaConf
 from torch.nn.parallel import DistributedDataParallel
 
 from .amp import AutocastTrainer
-from .checkpoint import CheckedCheckpointer, unwrap_model
+from ..checkpoint import CheckedCheckpointer, unwrap_model
 from .checks import (
     check_amp,
     check_class_names,
@@ -56,8 +56,8 @@ from .checks import (
     check_max_iter,
     lr_scale_for_batch,
 )
+from ..config import instantiate_with
 from ..data.image_check import ImageNamingMapper
-from .config import instantiate_with
 from .ema import EMA_CHECKPOINT_KEY, ModelEMA, ModelEMAHook, load_ema_weights
 
 logger = logging.getLogger("alignment_det")

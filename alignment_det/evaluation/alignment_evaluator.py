@@ -41,6 +41,7 @@ from detectron2.utils.file_io import PathManager
 
 from .alignment_metrics import DEFAULT_MIN_IOU, evaluate_alignment, flat_metrics, nms_misranking
 from .nms_recorder import NMSCall, NMSRecorder
+from .tide import require_hotcoco, tide_errors
 
 __all__ = ["AlignmentEvaluator", "RESULTS_KEY", "format_alignment_table", "ground_truth_records"]
 
@@ -110,8 +111,6 @@ class AlignmentEvaluator(DatasetEvaluator):
                 "(alignment_det.data.register_coco_json) or fix dataloader.test.dataset.names"
             )
         if tide:
-            from .tide import require_hotcoco
-
             require_hotcoco()  # fail now, not after a whole inference pass
         self._dataset_name = dataset_name
         self._output_dir = output_dir
@@ -218,8 +217,6 @@ class AlignmentEvaluator(DatasetEvaluator):
         if "nms_misranking" in report:
             report["nms_misranking"]["num_images_with_nms"] = int(nms_images)
         if self._tide:
-            from .tide import tide_errors
-
             report["tide"] = tide_errors(records)
         metrics = flat_metrics(report)
         logger.info("Alignment metrics (score vs localisation) on %s:\n%s", self._dataset_name,

@@ -33,7 +33,7 @@ from typing import NamedTuple, Optional
 import torch
 
 from alignment_det.utils.comm import all_reduce_mean
-from alignment_det.utils.state import TrainingStatistics
+from alignment_det.utils.training_statistics import TrainingStatistics
 
 __all__ = ["GHMHarmonizer", "GHMWeights", "GHM_EMA_INITS"]
 

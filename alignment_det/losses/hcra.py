@@ -49,7 +49,7 @@ from torch import nn
 from alignment_det.losses.ghm import GHMHarmonizer
 from alignment_det.utils.boxes import aligned_diou_penalty, aligned_giou, aligned_iou, iou_targets, pairwise_iou
 from alignment_det.utils.comm import all_reduce_mean
-from alignment_det.utils.state import TrainingStatistics
+from alignment_det.utils.training_statistics import TrainingStatistics
 
 __all__ = [
     "RCI_MODES",

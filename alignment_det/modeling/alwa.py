@@ -1,6 +1,6 @@
 """ALWA for any Detectron2 detector: attach the controller to a built model.
 
-``with_alwa(model, cls_keys=..., reg_keys=...)`` adds :class:`~alignment_det.balancing.alwa.ALWA`
+``with_alwa(model, cls_keys=..., reg_keys=...)`` adds :class:`~alignment_det.losses.alwa_weighting.ALWA`
 as the submodule ``model.alwa`` and registers a forward hook on ``model`` that, in
 training, replaces the returned loss dict by ``model.alwa(loss_dict)`` and logs the
 weight as ``alwa_weight``. It returns the same object, so the class (RetinaNet, FCOS,
@@ -31,7 +31,7 @@ MAL's ``${..train.max_iter}``) resolve as before, and ALWA's own keys are ``mode
 (``model.alwa.variant=ALWA_1 model.alwa.period=200``). ``instantiate(cfg.model)`` still
 returns the complete, hooked detector, so every tool that builds ``cfg.model`` (Detectron2's
 ``lazyconfig_train_net.py``, the model zoo, benchmarks, export) gets ALWA without knowing
-about it. The override checks of ``alignment_det.engine.config`` follow
+about it. The override checks of ``alignment_det.config`` follow
 ``build_with_alwa.forwards_kwargs_to`` to the detector's signature, so its arguments left
 at their defaults (``model.test_score_thresh``) are valid override keys too.
 
@@ -60,7 +60,7 @@ from typing import Mapping, Sequence, Union
 from detectron2.utils.registry import _convert_target_to_string, locate
 from torch import nn
 
-from alignment_det.balancing.alwa import ALWA
+from alignment_det.losses.alwa_weighting import ALWA
 
 from .events import put_scalars
 
@@ -102,7 +102,7 @@ def with_alwa(
             Not a DDP wrapper: attach before wrapping, so the hook and the ``alwa.*``
             checkpoint keys are on the inner module.
         cls_keys, reg_keys, variant, lambda0, period, stats_on, sync: as
-            :class:`~alignment_det.balancing.alwa.ALWA` (defaults: docs/methods.md#alwa-defaults, the
+            :class:`~alignment_det.losses.alwa_weighting.ALWA` (defaults: docs/methods.md#alwa-defaults, the
             official code's ALWA_2, λ0 = 1, C = 100, statistics on weighted losses).
     Returns:
         ``model``, with submodule ``model.alwa`` (persistent buffers ``alpha`` ``()``,
@@ -152,7 +152,7 @@ def build_with_alwa(*, detector_class: str, alwa: Mapping, **detector_args) -> n
     return with_alwa(cls(**detector_args), **dict(alwa))
 
 
-# The config checks (alignment_det.engine.config) read the detector's signature through this.
+# The config checks (alignment_det.config) read the detector's signature through this.
 build_with_alwa.forwards_kwargs_to = "detector_class"
 
 

@@ -16,7 +16,7 @@ import math
 import os
 from typing import Dict, List, Tuple
 
-__all__ = ["Series", "metrics_path", "read_metrics"]
+__all__ = ["Series", "metrics_path", "read_metric_rows", "read_metrics"]
 
 #: key -> (iterations, values), sorted by iteration
 Series = Dict[str, Tuple[List[int], List[float]]]
@@ -35,6 +35,24 @@ def _is_training_row(row: dict) -> bool:
     return "lr" in row
 
 
+def read_metric_rows(path: str) -> List[dict]:
+    """The lines of one ``metrics.json`` (the file or its folder) as written, one dict each, in
+    file order: nothing merged or dropped (:func:`read_metrics` gives the series a resumed run
+    continued)."""
+    path = metrics_path(path)
+    rows = []
+    with open(path) as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: not a JSON line ({e})") from None
+    return rows
+
+
 def read_metrics(path: str, *, finite_only: bool = True) -> Series:
     """``{key: (iterations, values)}`` of one ``metrics.json`` (the file or its folder).
 
@@ -44,28 +62,19 @@ def read_metrics(path: str, *, finite_only: bool = True) -> Series:
     """
     points: Dict[str, Dict[int, float]] = {}
     last_iter = -1
-    path = metrics_path(path)
-    with open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
+    for row in read_metric_rows(path):
+        if "iteration" not in row:
+            continue
+        it = int(row["iteration"])
+        if it < last_iter and _is_training_row(row):  # a resumed run starts again here: later values win
+            for series in points.values():
+                for stale in [i for i in series if i >= it]:
+                    del series[stale]
+        last_iter = max(last_iter, it) if not _is_training_row(row) else it
+        for key, value in row.items():
+            if key == "iteration" or not isinstance(value, (int, float)) or isinstance(value, bool):
                 continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: not a JSON line ({e})") from None
-            if "iteration" not in row:
-                continue
-            it = int(row["iteration"])
-            if it < last_iter and _is_training_row(row):  # a resumed run starts again here: later values win
-                for series in points.values():
-                    for stale in [i for i in series if i >= it]:
-                        del series[stale]
-            last_iter = max(last_iter, it) if not _is_training_row(row) else it
-            for key, value in row.items():
-                if key == "iteration" or not isinstance(value, (int, float)) or isinstance(value, bool):
-                    continue
-                points.setdefault(key, {})[it] = float(value)
+            points.setdefault(key, {})[it] = float(value)
     out: Series = {}
     for key, series in points.items():
         its = sorted(i for i, v in series.items() if math.isfinite(v) or not finite_only)

@@ -1,7 +1,7 @@
 """The training length and its LR multiplier, set together: ``lr_multiplier = schedule(train, max_iter, ...)``
 writes ``train.max_iter`` and returns a multi-step decay with linear warm-up (Detectron2's schedules)
 over that same length, so the two cannot disagree."""
-from alignment_det.model_zoo.schedules import multistep
+from alignment_det.config.schedules import multistep
 
 # Detectron2's 1x COCO schedule at 16 images/batch; 2x / 3x are multiples.
 COCO_1X_ITERS = 90000

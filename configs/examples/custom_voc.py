@@ -22,7 +22,7 @@ import os
 
 import torch
 
-from alignment_det.engine.config import load_config, resolve_config_file
+from alignment_det.config import load_config, resolve_config_file
 
 BASE_CONFIG = os.environ.get("ALIGNMENT_DET_BASE_CONFIG", "mal_R50.py")
 

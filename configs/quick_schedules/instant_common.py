@@ -1,9 +1,15 @@
 """Shrinks a COCO config for the instant tests: the ``instant`` preset of
-``alignment_det.model_zoo.presets`` (ResNet-18 from scratch, 64-channel FPN and head, the
+``alignment_det.config.presets`` (ResNet-18 from scratch, 64-channel FPN and head, the
 synthetic shapes dataset at ~128 px, 100 iterations on CPU)."""
 from detectron2.layers import ShapeSpec
 
-from alignment_det.model_zoo.presets import get_preset, scale_backbone, scale_down, set_data, set_schedule
+from alignment_det.config.presets import (
+    get_preset,
+    scale_backbone,
+    scale_down_and_get_lr_multiplier,
+    set_data,
+    set_schedule,
+)
 
 from ..common.data.synthetic import NUM_CLASSES
 
@@ -11,17 +17,17 @@ INSTANT_PRESET = "instant"
 _DATA = dict(train_dataset="synthetic_shapes_train", test_dataset="synthetic_shapes_val")
 
 
-def shrink(model, dataloader, optimizer, train, *, output_dir: str):
+def shrink_and_get_lr_multiplier(model, dataloader, optimizer, train, *, output_dir: str):
     """Make the dense detector ``model`` tiny (P6/P7 read C5 or P5 as the config's ``top_block``
     says) and point ``dataloader`` at the synthetic set; returns the LR multiplier."""
-    return scale_down(
+    return scale_down_and_get_lr_multiplier(
         model, dataloader, optimizer, train, INSTANT_PRESET, **_DATA,
         num_classes=NUM_CLASSES, seed=0, output_dir=output_dir,
     )
 
 
-def shrink_two_stage(model, dataloader, optimizer, train, *, output_dir: str):
-    """``shrink`` for Faster R-CNN (``GeneralizedRCNN``): the preset's backbone, a tiny RPN and box
+def shrink_two_stage_and_get_lr_multiplier(model, dataloader, optimizer, train, *, output_dir: str):
+    """:func:`shrink_and_get_lr_multiplier` for Faster R-CNN (``GeneralizedRCNN``): the preset's backbone, a tiny RPN and box
     head, fewer proposals."""
     preset = get_preset(INSTANT_PRESET)
     scale_backbone(model, preset)

@@ -4,6 +4,8 @@
 whole course over the 100 instant-test iterations (or over a shorter ``train.max_iter=`` override).
 """
 from ..mal_R50 import dataloader, model, optimizer, train
-from .instant_common import shrink
+from .instant_common import shrink_and_get_lr_multiplier
 
-lr_multiplier = shrink(model, dataloader, optimizer, train, output_dir="./output/mal_instant_test")
+lr_multiplier = shrink_and_get_lr_multiplier(
+    model, dataloader, optimizer, train, output_dir="./output/mal_instant_test"
+)

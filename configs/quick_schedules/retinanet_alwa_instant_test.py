@@ -7,9 +7,9 @@ plot of ``projects/ALWA/plot_weight.py`` and the resume test read it).
 from alignment_det.modeling.alwa import add_alwa
 
 from ..retinanet_R50 import dataloader, model, optimizer, train
-from .instant_common import shrink
+from .instant_common import shrink_and_get_lr_multiplier
 
-lr_multiplier = shrink(
+lr_multiplier = shrink_and_get_lr_multiplier(
     model, dataloader, optimizer, train, output_dir="./output/retinanet_alwa_instant_test"
 )
 model = add_alwa(model, cls_keys=["loss_cls"], reg_keys=["loss_box_reg"], period=10)

@@ -2,7 +2,7 @@
 classes) at the sizes of the ``instant`` preset, for the instant tests: no download,
 ``num_workers=0``."""
 from alignment_det.data import SYNTHETIC_CLASSES
-from alignment_det.model_zoo.presets import set_data
+from alignment_det.config.presets import set_data
 
 from .coco import dataloader
 

@@ -22,6 +22,8 @@ from detectron2.config import LazyConfig, instantiate
 from detectron2.utils.registry import locate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from .zoo_configs import get_config_file
+
 #: A LazyCall target that passes its ``**kwargs`` on to another callable names, in this
 #: attribute, the config key holding that callable's dotted path (e.g. ALWA's
 #: ``build_with_alwa`` forwards to ``detector_class``): the override checks then know the
@@ -33,8 +35,6 @@ def resolve_config_file(config_file: str) -> str:
     """Return a path to ``config_file``: as given if it exists, else from the model zoo."""
     if os.path.isfile(config_file):
         return config_file
-    from ..model_zoo import get_config_file  # local import: model_zoo imports this module's peers
-
     try:
         return get_config_file(config_file)
     except RuntimeError as e:

@@ -12,7 +12,7 @@ import os
 from detectron2.utils.file_io import PathManager
 from iopath.common.file_io import PathHandler
 
-from .weights import sha256_for
+from .catalog import sha256_for
 
 PREFIX = "alignment_det://"
 ENV_VAR = "ALIGNMENT_DET_MODEL_ZOO"

@@ -1,5 +1,6 @@
 """ALWA: Adaptive Loss Weight Adjustment ("Revisiting the loss weights in anchor-based
-detection", arXiv 2103.09488; official code ``ywx-hub/ALWA`` branch ``master``).
+detection", arXiv 2103.09488; official code ``ywx-hub/ALWA`` branch ``master``): the loss-weight
+controller. :mod:`alignment_det.modeling.alwa` attaches it to a Detectron2 detector.
 
 Pure tensor layer: imports torch only (plus :mod:`alignment_det.utils.comm`).
 

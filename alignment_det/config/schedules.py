@@ -1,7 +1,7 @@
 """LR multipliers: multi-step decay with linear warm-up, as Detectron2's schedules.
 
 Lives in the package (not only in ``configs/common/``) because configs generated outside the
-configs folder (``benchmarks/accuracy.py``) and :mod:`alignment_det.model_zoo.presets` build
+configs folder (``benchmarks/accuracy.py``) and :mod:`alignment_det.config.presets` build
 schedules too; ``configs/common/schedules.py`` re-exports it for the zoo configs.
 """
 from detectron2.config import LazyCall as L

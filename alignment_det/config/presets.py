@@ -47,7 +47,7 @@ from .schedules import multistep
 
 __all__ = [
     "PRESETS", "Preset", "apply_preset", "get_preset", "optimizer_family", "scale_backbone",
-    "scale_down", "scale_model", "set_data", "set_schedule",
+    "scale_down_and_get_lr_multiplier", "scale_model", "set_data", "set_schedule",
 ]
 
 
@@ -287,7 +287,7 @@ def set_schedule(optimizer: DictConfig, train: DictConfig, preset, *, seed: int,
 
 
 # ------------------------------------------------------------------------------------ all
-def scale_down(
+def scale_down_and_get_lr_multiplier(
     model: DictConfig,
     dataloader: DictConfig,
     optimizer: DictConfig,
@@ -310,8 +310,8 @@ def scale_down(
 
 
 def apply_preset(cfg: DictConfig, preset, **kwargs) -> DictConfig:
-    """:func:`scale_down` on a whole loaded config (``model``, ``dataloader``, ``optimizer``,
+    """:func:`scale_down_and_get_lr_multiplier` on a whole loaded config (``model``, ``dataloader``, ``optimizer``,
     ``train``); sets ``cfg.lr_multiplier`` and returns ``cfg``."""
-    cfg.lr_multiplier = scale_down(cfg.model, cfg.dataloader, cfg.optimizer, cfg.train, preset, **kwargs)
+    cfg.lr_multiplier = scale_down_and_get_lr_multiplier(cfg.model, cfg.dataloader, cfg.optimizer, cfg.train, preset, **kwargs)
     return cfg
 

@@ -1,0 +1,225 @@
+"""The report of ``benchmarks/accuracy.py``: what a finished run's ``metrics.json`` says
+(:func:`summarize_run`), mean and spread over seeds (:func:`aggregate`), and ``results.md``,
+``results.json`` and ``curves.png`` (:func:`write_report`). ``accuracy.py`` runs the trainings;
+nothing here starts a process.
+"""
+import dataclasses
+import json
+import math
+import os
+import platform
+import statistics
+from typing import Dict, List, Sequence
+
+import torch
+
+from alignment_det.config import load_config
+from alignment_det.config.presets import optimizer_family
+from alignment_det.utils.metrics_file import Series
+
+COCO_KEYS = ("bbox/AP", "bbox/AP50", "bbox/AP75")
+ALIGNMENT_PREFIX = "alignment/"
+# The alignment measures the table shows when the evaluator reports them (all are in results.json):
+# score-IoU correlation of the detections, and how often NMS kept a worse-localised box.
+ALIGNMENT_COLUMNS = ("pearson_all", "spearman_all", "nms_misranked_share", "nms_mean_iou_lost")
+ALIGNMENT_LEGEND = (
+    "Alignment (`alignment_det.evaluation.AlignmentEvaluator`, on the test set): `pearson_all` / `spearman_all`, "
+    "correlation of a detection's score with its IoU (detections overlapping a same-class ground truth by IoU >= 0.1); "
+    "`nms_misranked_share`, share of ground truths whose best-localised candidate NMS suppressed while keeping a "
+    "worse-localised one, and `nms_mean_iou_lost`, the mean IoU those ground truths lost. A detector without "
+    "NMS (DATE) has 0 by construction."
+)
+SKIP_TIMING_ITERS = 20  # the first logged iterations include start-up costs
+
+
+def summarize_run(series: Series, max_iter: int) -> dict:
+    """Final metrics, timing and curves of one run from its metrics.json series
+    (:func:`alignment_det.utils.metrics_file.read_metrics` with ``finite_only=False``).
+
+    Curves are over completed iterations: a training record of iteration ``i`` (0-based) is after
+    ``i + 1`` iterations; the trainer logs an evaluation after iteration ``i`` at ``i`` (the final one
+    at ``max_iter - 1``; Detectron2's own trainer at ``max_iter``), so an evaluation is at ``min(i + 1, max_iter)``.
+    """
+    ap_its, ap_values = series.get(COCO_KEYS[0], ([], []))
+    final_it = ap_its[-1] if ap_its else None
+    metrics = {}
+    for key, (its, values) in series.items():
+        if (key in COCO_KEYS or key.startswith(ALIGNMENT_PREFIX)) and final_it in its:
+            metrics[key] = values[its.index(final_it)]
+
+    def after_start(key):
+        its, values = series.get(key, ([], []))
+        return [v for i, v in zip(its, values) if i >= SKIP_TIMING_ITERS]
+
+    times, data_times = after_start("time"), after_start("data_time")
+    loss_its, losses = series.get("total_loss", ([], []))
+    return dict(
+        metrics=metrics,
+        evaluated_at=min(final_it + 1, max_iter) if final_it is not None else None,
+        s_per_iter=statistics.median(times) if times else None,
+        data_s_per_iter=statistics.median(data_times) if data_times else None,
+        loss_curve=[[i + 1, v] for i, v in zip(loss_its, losses)],
+        ap_curve=[[min(i + 1, max_iter), v] for i, v in zip(ap_its, ap_values)],
+    )
+
+
+
+def mean_std(values: Sequence[float]):
+    """(mean, sample std with n - 1; None for one value). NaN (no detection at all) propagates."""
+    values = [float(v) for v in values]
+    if not values:
+        return None, None
+    mean = sum(values) / len(values)
+    std = statistics.stdev(values) if len(values) > 1 else None
+    return mean, std
+
+
+def aggregate(runs: Sequence[dict]) -> dict:
+    """Mean and spread over seeds of every metric, time per iteration and wall time."""
+    done = [r for r in runs if not r.get("failed")]
+    keys = sorted({k for r in done for k in r["metrics"]})
+    out = {"seeds": len(done), "failed": len(runs) - len(done), "metrics": {}}
+    for k in keys:
+        mean, std = mean_std([r["metrics"][k] for r in done if k in r["metrics"]])
+        out["metrics"][k] = dict(mean=mean, std=std)
+    for k in ("s_per_iter", "wall_s", "cpu_s"):
+        vals = [r[k] for r in done if r.get(k) is not None]
+        out[k] = statistics.median(vals) if vals else None
+    return out
+
+
+def _fmt(mean, std, digits=1):
+    if mean is None:
+        return "—"
+    if isinstance(mean, float) and math.isnan(mean):
+        return "nan"
+    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
+
+
+def _duration(seconds):
+    if seconds is None:
+        return "—"
+    return f"{seconds / 60:.1f} min"
+
+
+def markdown_table(rows: Sequence[dict], *, alignment_keys: Sequence[str]) -> str:
+    """rows: dicts with pair, label, config, optimizer, agg, baseline_agg (or None)."""
+    head = ["pair", "method", "config", "optimizer, lr", "seeds", "AP", "AP50", "AP75", "ΔAP vs baseline"]
+    head += [k[len(ALIGNMENT_PREFIX):] for k in alignment_keys] + ["s / it", "wall / run", "CPU time / run"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        agg, base = row["agg"], row["baseline_agg"]
+        m = agg["metrics"]
+        cells = [row["pair"] or "", row["label"], f"`{row['config']}`", row["optimizer"],
+                 str(agg["seeds"]) + (f" (+{agg['failed']} failed)" if agg["failed"] else "")]
+        cells += [_fmt(m.get(k, {}).get("mean"), m.get(k, {}).get("std")) for k in COCO_KEYS]
+        if base is None or base is agg or COCO_KEYS[0] not in m or COCO_KEYS[0] not in base["metrics"]:
+            cells.append("—" if base is not agg else "(baseline)")
+        else:
+            cells.append(f"{m[COCO_KEYS[0]]['mean'] - base['metrics'][COCO_KEYS[0]]['mean']:+.1f}")
+        cells += [_fmt(m.get(k, {}).get("mean"), m.get(k, {}).get("std"), digits=3) for k in alignment_keys]
+        cells += [f"{agg['s_per_iter']:.2f} s" if agg["s_per_iter"] else "—", _duration(agg["wall_s"]),
+                  _duration(agg["cpu_s"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_curves(runs: Sequence[dict], path: str, *, title: str) -> None:
+    """Total loss and AP over iterations, every run overlaid: one colour per config, one line style
+    per seed. ``runs``: dicts with ``label``, ``seed``, ``loss_curve`` and ``ap_curve`` ([[it, value]])."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = list(dict.fromkeys(r["label"] for r in runs))
+    seeds = list(dict.fromkeys(r["seed"] for r in runs))
+    colors = {lab: plt.get_cmap("tab10")(i % 10) for i, lab in enumerate(labels)}
+    styles = {s: ("-", "--", ":", "-.")[i % 4] for i, s in enumerate(seeds)}
+    fig, (ax_loss, ax_ap) = plt.subplots(1, 2, figsize=(13, 5))
+    for r in runs:
+        kw = dict(color=colors[r["label"]], linestyle=styles[r["seed"]], label=f"{r['label']} (seed {r['seed']})")
+        if r["loss_curve"]:
+            ax_loss.plot(*zip(*r["loss_curve"]), marker=".", markersize=2, **kw)
+        if r["ap_curve"]:
+            ax_ap.plot(*zip(*r["ap_curve"]), marker="o", markersize=3, **kw)
+    ax_loss.set(xlabel="iteration", ylabel="total loss (20-it median; differs by method)", yscale="log", title="training loss")
+    ax_ap.set(xlabel="iteration", ylabel="COCO AP (test set)", title="AP over training")
+    for ax in (ax_loss, ax_ap):
+        ax.grid(alpha=0.3)
+    ax_ap.legend(fontsize=7, loc="upper left")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def machine_description(device: str, omp_num_threads: Sequence[str] = ()) -> str:
+    """The machine, and the ``OMP_NUM_THREADS`` the training processes ran with (recorded per run:
+    the report may be written by another process, e.g. ``--no-train``, with other settings)."""
+    cpu = platform.processor() or platform.machine()
+    threads = ", ".join(sorted(set(omp_num_threads))) or "unrecorded"
+    text = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} (training processes: OMP_NUM_THREADS={threads})"
+    if device == "cuda" and torch.cuda.is_available():
+        text += f", {torch.cuda.get_device_name(0)}"
+    return text
+
+
+def optimizer_description(config_path: str) -> str:
+    """``SGD 0.01`` etc. as the preset sets it (read from the run's config)."""
+    cfg = load_config(config_path)
+    text = f"{optimizer_family(cfg.optimizer)} {cfg.optimizer.lr:g}"
+    if cfg.optimizer.params.get("lr_factor_func") is not None:
+        text += f", backbone x{cfg.optimizer.params.lr_factor_func.factor:g}"
+    if cfg.train.clip_grad.enabled:
+        text += f", clip {cfg.train.clip_grad.clip_value:g}"
+    return text
+
+
+
+def alignment_columns(keys) -> List[str]:
+    """The ``alignment/*`` keys to tabulate: those of :data:`ALIGNMENT_COLUMNS` that are present, else
+    every scalar one (no per-bin ``-i`` values, no counts)."""
+    keys = {k for k in keys if k.startswith(ALIGNMENT_PREFIX)}
+    chosen = [ALIGNMENT_PREFIX + c for c in ALIGNMENT_COLUMNS if ALIGNMENT_PREFIX + c in keys]
+    return chosen or sorted(k for k in keys if "-" not in k and not k[len(ALIGNMENT_PREFIX):].startswith("num_"))
+
+
+def write_report(args, preset, num_classes: int, per_config: Dict[str, dict], output: str) -> dict:
+    alignment_keys = alignment_columns({k for c in per_config.values() for k in c["aggregate"]["metrics"]})
+    rows = [dict(c, agg=c["aggregate"], baseline_agg=per_config[c["baseline"]]["aggregate"] if c["baseline"] else None)
+            for c in per_config.values()]
+    machine = machine_description(
+        preset.device, [t for c in per_config.values() for r in c["runs"] for t in r.get("omp_num_threads", ["unrecorded"])]
+    )
+    loads = [x for c in per_config.values() for r in c["runs"] for x in r.get("load_avg", [])]
+    if loads:  # other jobs on the machine slow every run down: say how busy it was
+        machine += f"; 1-min load average {min(loads):.1f}-{max(loads):.1f} at the starts and ends of the runs"
+    seeds = " ".join(map(str, args.seeds))
+    header = (
+        f"Preset `{preset.name}` ({preset.describe()}). Trained from scratch on `{args.train_dataset}`, evaluated on "
+        f"`{args.test_dataset}` ({num_classes} classes); seeds {seeds}; mean ± sample standard deviation over "
+        f"seeds (none shown for one seed). AP in percent (COCO AP at IoU 0.50:0.95). "
+        + (f"Overrides for every run: `{' '.join(args.opts)}`. " if args.opts else "")
+        + f"Machine: {machine}. "
+        "A small-scale from-scratch comparison: it says nothing about COCO accuracy with pretrained backbones."
+    )
+    table = markdown_table(rows, alignment_keys=alignment_keys)
+    if alignment_keys:
+        table += "\n\n" + ALIGNMENT_LEGEND
+    with open(os.path.join(output, "results.md"), "w") as f:
+        f.write(header + "\n\n" + table + "\n")
+    report = dict(
+        preset=dataclasses.asdict(preset), preset_description=preset.describe(), train_dataset=args.train_dataset,
+        test_dataset=args.test_dataset, num_classes=num_classes, seeds=args.seeds, opts=args.opts,
+        num_gpus=args.num_gpus, machine=machine, configs=per_config,
+    )
+    with open(os.path.join(output, "results.json"), "w") as f:
+        json.dump(report, f, indent=1)
+    curves = [dict(label=c["label"], seed=r["seed"], loss_curve=r.get("loss_curve", []), ap_curve=r.get("ap_curve", []))
+              for c in per_config.values() for r in c["runs"] if not r.get("failed")]
+    plot_curves(curves, os.path.join(output, "curves.png"),
+                title=f"preset {preset.name}, {args.train_dataset} -> {args.test_dataset}, seeds {seeds}")
+    print(header + "\n\n" + table)
+    print(f"\nwrote {output}/results.md, results.json, curves.png")
+    return report
