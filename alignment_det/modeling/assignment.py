@@ -110,8 +110,7 @@ def count_gts_without_positives(
         idx = idx.reshape(-1)
         hit[idx[idx >= 0]] = True
         unassigned.append(~hit)
-    total = torch.stack([u.sum() for u in unassigned]).sum() if unassigned else torch.zeros((), dtype=torch.long)
-    count = int(total)  # one sync per step
+    count = int(torch.stack([u.sum() for u in unassigned]).sum()) if unassigned else 0  # one sync per step
     put_scalars(**{GTS_WITHOUT_POSITIVES_KEY: count}, smoothing_hint=False)
     if count and not _warned_gts_without_positives:
         _warned_gts_without_positives = True
