@@ -7,6 +7,7 @@ from _requires import detectron2_or_skip
 
 detectron2_or_skip()
 
+from detectron2.engine import hooks  # noqa: E402
 from _cli import instant_config, train_net  # noqa: E402
 
 from alignment_det.engine import Trainer, build_eval_model, build_model  # noqa: E402
@@ -97,7 +98,7 @@ def test_evaluation_during_training_uses_the_ema_weights(tmp_path, monkeypatch):
     monkeypatch.setattr(
         Trainer, "test", classmethod(lambda cls, cfg, model: seen.update({k: v.clone() for k, v in model.state_dict().items()}) or {})
     )
-    (eval_hook,) = [h for h in trainer._hooks if type(h).__name__ == "EvalHook"]
+    (eval_hook,) = [h for h in trainer._hooks if isinstance(h, hooks.EvalHook)]
     eval_hook._func()
     for k, v in trainer.model_ema.state.items():
         assert torch.equal(seen[k], v.to(seen[k].dtype)), k
