@@ -175,15 +175,14 @@ def build_model(config_file: str, overrides: Sequence[str], device: str, seed: i
     torch.manual_seed(seed)
     model = instantiate(cfg.model).to(device)
     num_classes = cfg.model.get("num_classes", None) or 80
-    model.amp_dtype = resolve_amp_dtype(cfg.train.get("amp", None), device) if "train" in cfg else None
-    return model, int(num_classes)
+    amp_dtype = resolve_amp_dtype(cfg.train.get("amp", None), device) if "train" in cfg else None
+    return model, int(num_classes), amp_dtype
 
 
-def _train_step(model, batch, device):
-    """(seconds, peak bytes) of forward + backward, under autocast when the config's ``train.amp``
-    asks for it (as the trainer does); gradients are freed before the next step."""
+def _train_step(model, batch, device, amp_dtype=None):
+    """(seconds, peak bytes) of forward + backward, under autocast in ``amp_dtype`` (the config's
+    ``train.amp``, as the trainer does; None: fp32); gradients are freed before the next step."""
     model.train()
-    amp_dtype = getattr(model, "amp_dtype", None)
     with PeakMemory(device) as mem:
         with StepTimer(device) as timer:
             with torch.autocast(torch.device(device).type, dtype=amp_dtype, enabled=amp_dtype is not None):
@@ -195,8 +194,9 @@ def _train_step(model, batch, device):
 
 
 @torch.no_grad()
-def _infer_step(model, batch, device):
-    """(seconds, peak bytes) of an eval-mode forward."""
+def _infer_step(model, batch, device, amp_dtype=None):
+    """(seconds, peak bytes) of an eval-mode forward (fp32, as the trainer's evaluation; ``amp_dtype``
+    is not used)."""
     model.eval()
     inputs = [{k: v for k, v in d.items() if k != "instances"} for d in batch]
     with PeakMemory(device) as mem:
@@ -222,11 +222,12 @@ def time_configs(
     seed: int = 0,
 ) -> List[Timing]:
     """Time ``configs`` (usually baseline, method) on identical synthetic batches."""
-    models, classes = [], []
+    models, classes, amp_dtypes = [], [], []
     for cfg_file, opts in zip(configs, overrides):
-        m, k = build_model(cfg_file, list(opts), device, seed)
+        m, k, amp_dtype = build_model(cfg_file, list(opts), device, seed)
         models.append(m)
         classes.append(k)
+        amp_dtypes.append(amp_dtype)
     batches = [
         synthetic_batch(
             batch_size=batch_size, height=height, width=width, num_boxes=num_boxes,
@@ -237,16 +238,16 @@ def time_configs(
     timings = [Timing(n, [], []) for n in names]
     # Detectron2's losses log to an EventStorage, as inside the trainer.
     with EventStorage(0):
-        _run(models, batches, timings, modes, warmup, device)
+        _run(models, amp_dtypes, batches, timings, modes, warmup, device)
     return timings
 
 
-def _run(models, batches, timings, modes, warmup, device):
+def _run(models, amp_dtypes, batches, timings, modes, warmup, device):
     for mode in modes:
         step = _train_step if mode == "train" else _infer_step
         for i, batch in enumerate(batches):
-            for model, timing in zip(models, timings):
-                dt, peak = step(model, batch, device)
+            for model, amp_dtype, timing in zip(models, amp_dtypes, timings):
+                dt, peak = step(model, batch, device, amp_dtype)
                 if i >= warmup:
                     (timing.train_s if mode == "train" else timing.infer_s).append(dt)
                     (timing.train_bytes if mode == "train" else timing.infer_bytes).append(peak)
