@@ -9,7 +9,7 @@ import math
 import os
 import platform
 import statistics
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 
@@ -154,6 +154,89 @@ def plot_curves(runs: Sequence[dict], path: str, *, title: str) -> None:
     plt.close(fig)
 
 
+def plateau(ap_curve, *, max_iter: int, first_drop: Optional[int], tolerance: float = 1.0) -> Optional[dict]:
+    """Whether a run's AP had stopped improving before its first lr drop.
+
+    The rule: the AP of the last evaluation at or before the first drop (``max_iter`` without one)
+    is within ``tolerance`` AP of the AP a quarter of the schedule (``max_iter / 4``) earlier, read at
+    the last evaluation at or before that point. ``ap_curve``: [[iteration, AP], ...] as in
+    result.json. None when the curve has no two such evaluations (e.g. an unfinished run).
+    """
+    end = first_drop if first_drop else max_iter
+    before = [(it, ap) for it, ap in ap_curve if it <= end and not math.isnan(ap)]
+    if not before:
+        return None
+    last_it, last_ap = before[-1]
+    earlier = [(it, ap) for it, ap in before if it <= last_it - max_iter / 4]
+    if not earlier:
+        return None
+    early_it, early_ap = earlier[-1]
+    gain = last_ap - early_ap
+    return dict(iteration=last_it, ap=last_ap, earlier_iteration=early_it, earlier_ap=early_ap, gain=gain,
+                flat=abs(gain) <= tolerance)
+
+
+def plateau_table(per_config: Dict[str, dict], *, max_iter: int, first_drop: Optional[int]) -> str:
+    """The rule of :func:`plateau` for every baseline run, as markdown."""
+    lines = ["| baseline | seed | AP before the first drop | AP a quarter earlier | gain | flat (within 1 AP) |",
+             "|---|---|---|---|---|---|"]
+    baselines = {c["baseline"] for c in per_config.values() if c["baseline"]}
+    for name, c in per_config.items():
+        if name not in baselines:
+            continue
+        for r in c["runs"]:
+            if r.get("failed"):
+                continue
+            p = plateau(r.get("ap_curve", []), max_iter=max_iter, first_drop=first_drop)
+            if p is None:
+                lines.append(f"| {c['label']} | {r['seed']} | — | — | — | unfinished |")
+                continue
+            lines.append(f"| {c['label']} | {r['seed']} | {p['ap']:.1f} (it {p['iteration']}) | "
+                         f"{p['earlier_ap']:.1f} (it {p['earlier_iteration']}) | {p['gain']:+.1f} | "
+                         f"{'yes' if p['flat'] else 'no'} |")
+    return "\n".join(lines)
+
+
+def plot_pairs(per_config: Dict[str, dict], path: str, *, title: str, steps: Sequence[int] = ()) -> List[str]:
+    """AP over iterations, one panel per baseline: the baseline (black), its methods (solid) and
+    controls (dashed), one line per run; dotted vertical lines at the lr drops. Returns the panel
+    titles (none and no file when no run has an AP curve)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups: Dict[str, List[dict]] = {}
+    for name, c in per_config.items():
+        groups.setdefault(c["baseline"] or name, []).append(dict(c, name=name))
+    groups = {b: cs for b, cs in groups.items() if any(r.get("ap_curve") for c in cs for r in c["runs"])}
+    if not groups:
+        return []
+    fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4.6), squeeze=False)
+    for ax, (baseline, configs) in zip(axes[0], groups.items()):
+        cmap = plt.get_cmap("tab10")
+        for i, c in enumerate(sorted(configs, key=lambda c: c["name"] != baseline)):
+            is_base = c["name"] == baseline
+            for r in c["runs"]:
+                if not r.get("ap_curve"):
+                    continue
+                ax.plot(*zip(*r["ap_curve"]), marker="o", markersize=3,
+                        color="black" if is_base else cmap(i % 10),
+                        linestyle="--" if (c["pair"] or "").endswith("_controls") else "-",
+                        linewidth=2 if is_base else 1.3, label=f"{c['label']} (seed {r['seed']})")
+        for s in steps:
+            ax.axvline(s, color="grey", linestyle=":", linewidth=1)
+        label = configs[0]["label"] if configs[0]["name"] == baseline else baseline
+        ax.set(xlabel="iteration", ylabel="COCO AP (test set)", title=f"against {label}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle(title + " (dotted: lr x0.1; dashed: controls)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [ax.get_title() for ax in axes[0]]
+
+
 def machine_description(device: str, omp_num_threads: Sequence[str] = ()) -> str:
     """The machine, and the ``OMP_NUM_THREADS`` the training processes ran with (recorded per run:
     the report may be written by another process, e.g. ``--no-train``, with other settings)."""
@@ -207,6 +290,10 @@ def write_report(args, preset, num_classes: int, per_config: Dict[str, dict], ou
     table = markdown_table(rows, alignment_keys=alignment_keys)
     if alignment_keys:
         table += "\n\n" + ALIGNMENT_LEGEND
+    first_drop = min(preset.steps) if preset.steps else None
+    table += ("\n\nPlateau check of the baselines: the AP at the last evaluation before the first lr drop against the "
+              "AP a quarter of the schedule earlier.\n\n"
+              + plateau_table(per_config, max_iter=preset.max_iter, first_drop=first_drop))
     with open(os.path.join(output, "results.md"), "w") as f:
         f.write(header + "\n\n" + table + "\n")
     report = dict(
@@ -220,6 +307,8 @@ def write_report(args, preset, num_classes: int, per_config: Dict[str, dict], ou
               for c in per_config.values() for r in c["runs"] if not r.get("failed")]
     plot_curves(curves, os.path.join(output, "curves.png"),
                 title=f"preset {preset.name}, {args.train_dataset} -> {args.test_dataset}, seeds {seeds}")
+    plot_pairs(per_config, os.path.join(output, "pairs.png"), steps=preset.steps,
+               title=f"preset {preset.name}, {args.train_dataset} -> {args.test_dataset}")
     print(header + "\n\n" + table)
-    print(f"\nwrote {output}/results.md, results.json, curves.png")
+    print(f"\nwrote {output}/results.md, results.json, curves.png, pairs.png")
     return report

@@ -276,6 +276,46 @@ def test_alignment_columns():
     assert accuracy_report.alignment_columns({"bbox/AP"}) == []
 
 
+def test_plateau_rule_by_hand():
+    # 3,000 iterations, first drop at 2,550: the last evaluation before it is 2,400; a quarter of the
+    # schedule (750) earlier is 1,650, read at the last evaluation at or before it, 1,500.
+    curve = [[300, 50.0], [600, 60.0], [900, 66.0], [1200, 67.0], [1500, 67.5], [1800, 67.9], [2100, 68.0],
+             [2400, 68.2], [2700, 71.0], [3000, 71.4]]
+    p = accuracy_report.plateau(curve, max_iter=3000, first_drop=2550)
+    assert (p["iteration"], p["earlier_iteration"]) == (2400, 1500)
+    assert math.isclose(p["gain"], 68.2 - 67.5) and p["flat"]
+    # Still climbing: 1.1 AP over the quarter is not flat; a drop of 1.1 is not flat either.
+    climbing = [c if c[0] != 2400 else [2400, 68.6] for c in curve]
+    assert not accuracy_report.plateau(climbing, max_iter=3000, first_drop=2550)["flat"]
+    falling = [c if c[0] != 2400 else [2400, 66.4] for c in curve]
+    assert not accuracy_report.plateau(falling, max_iter=3000, first_drop=2550)["flat"]
+    # Without a drop the whole schedule counts: 3,000 against 2,250 -> 2,100.
+    p = accuracy_report.plateau(curve, max_iter=3000, first_drop=None)
+    assert (p["iteration"], p["earlier_iteration"], p["flat"]) == (3000, 2100, False)
+    # An unfinished run (nothing a quarter before its last evaluation) has no verdict.
+    assert accuracy_report.plateau(curve[:2], max_iter=3000, first_drop=2550) is None
+
+
+def test_pairs_plot_has_one_panel_per_baseline(tmp_path):
+    def cfg(pair, baseline, label, curve):
+        return dict(pair=pair, baseline=baseline, label=label, runs=[dict(seed=0, ap_curve=curve)])
+
+    per_config = {
+        "fcos_R50.py": cfg("fcos", "fcos_R50.py", "FCOS", [[100, 10.0], [200, 20.0]]),
+        "date_F_R50_1x.py": cfg("fcos", "fcos_R50.py", "DATE-F", [[100, 12.0], [200, 21.0]]),
+        "o2o.py": cfg("fcos_controls", "fcos_R50.py", "one-to-one only", [[100, 9.0], [200, 15.0]]),
+        "atss_R50_1x.py": cfg("atss", "atss_R50_1x.py", "ATSS", [[100, 11.0], [200, 22.0]]),
+        "hcral_atss_R50_1x.py": cfg("atss", "atss_R50_1x.py", "HCRAL-ATSS", []),  # unfinished: no curve
+        "retinanet_R50.py": cfg("retinanet", "retinanet_R50.py", "RetinaNet", []),  # no finished run at all
+    }
+    titles = accuracy_report.plot_pairs(per_config, str(tmp_path / "pairs.png"), title="t", steps=[150])
+    assert titles == ["against FCOS", "against ATSS"]
+    assert (tmp_path / "pairs.png").stat().st_size > 10_000
+    table = accuracy_report.plateau_table(per_config, max_iter=200, first_drop=150)
+    # A 200-iteration schedule: nothing is 50 iterations before the last evaluation before 150 (100).
+    assert "| FCOS | 0 | — | — | — | unfinished |" in table and "DATE-F" not in table
+
+
 def test_summary_of_a_resumed_run(tmp_path):
     # metrics.json of a run interrupted after iteration 19 and resumed: iteration 19 appears twice.
     lines = [
