@@ -1,6 +1,21 @@
+"""Shared test fixtures.
+
+* ``instant_run(name, *overrides)``: an instant config trained once per test session (and once
+  across pytest-xdist workers) and shared by every test that needs a trained checkpoint, its
+  metrics or an ``--eval-only`` of it. Tests must not write into its folder; they copy it first.
+* ``forbid_inference``: fails a test when evaluation reaches inference.
+
+``tests/_cli.py`` holds the one way to run ``train_net.py``; ``tests/_inputs.py`` the tiny models
+(``tiny_model``) and random inputs (``random_batch``, ``gt_instances``, ``crowded``) of in-process tests.
+"""
+import dataclasses
+import json
 import os
+import re
 import sys
 import tempfile
+from pathlib import Path
+from typing import Dict, List, Tuple
 
 import pytest
 
@@ -8,6 +23,100 @@ import pytest
 os.environ.setdefault("ALIGNMENT_DET_CACHE", os.path.join(tempfile.gettempdir(), "alignment_det_test_cache"))
 # Lets test modules import the helpers beside them (_requires, _cli) under any import mode.
 sys.path.insert(0, os.path.dirname(__file__))
+
+# Under pytest-xdist every worker is one process on one core: torch's own threads would fight the
+# other workers for the same cores (and the children they start inherit this).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:  # the pure-layer isolation tests run without torch installed elsewhere
+        pass
+
+# The short instant run: enough iterations for every loss and logged scalar to appear, with a
+# metrics line per iteration and checkpoints at iterations 4 and 9.
+SHORT_RUN = ("train.max_iter=10", "train.log_period=1", "train.checkpointer.period=5")
+
+
+@dataclasses.dataclass(frozen=True)
+class InstantRun:
+    """A finished ``train_net.py`` run of an instant config: ``output`` (read-only for tests),
+    ``config``, ``overrides``, ``log`` (its stdout + stderr) and ``final`` (``model_final.pth``)."""
+
+    output: Path
+    config: str
+    overrides: Tuple[str, ...]
+    log: str
+    _evals: Path
+
+    @property
+    def final(self) -> Path:
+        return self.output / "model_final.pth"
+
+    def metrics(self) -> List[dict]:
+        from alignment_det.utils.metrics_file import read_metric_rows
+
+        return read_metric_rows(str(self.output))
+
+    def eval_only(self, *overrides: str) -> str:
+        """stdout + stderr of ``--eval-only`` of ``model_final.pth`` with ``overrides`` (run once,
+        into a folder of its own, so the run's metrics.json stays as training left it)."""
+        key = re.sub(r"[^\w.-]+", "_", "_".join(overrides)) or "default"
+        return _once(self._evals / key, lambda out: _train_net(
+            "--config-file", self.config, "--eval-only", f"train.init_checkpoint={self.final}",
+            f"train.output_dir={out}", *self.overrides, *overrides,
+        ))
+
+
+def _train_net(*args) -> str:
+    from _cli import train_net
+
+    proc = train_net(*args)
+    return proc.stdout + proc.stderr
+
+
+def _once(folder: Path, make) -> str:
+    """``make(folder / "out")`` once for ``folder`` across processes (xdist workers); its text is
+    kept in ``folder / "log.txt"`` for the others."""
+    from filelock import FileLock
+
+    folder.mkdir(parents=True, exist_ok=True)
+    done = folder / "stdout.txt"
+    with FileLock(str(folder) + ".lock"):
+        if not done.is_file():
+            text = make(folder / "out")
+            tmp = folder / "stdout.txt.tmp"
+            tmp.write_text(text)
+            tmp.rename(done)
+    return done.read_text()
+
+
+@pytest.fixture(scope="session")
+def instant_run(tmp_path_factory):
+    """``instant_run(name, *overrides) -> InstantRun``: ``configs/quick_schedules/<name>`` trained
+    with :data:`SHORT_RUN` and ``overrides`` (later ones win), once per session."""
+    from _cli import instant_config
+
+    # xdist workers share the parent of their base temp folders: one cache for all of them.
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    root = root / "instant_runs"
+    cache: Dict[Tuple[str, Tuple[str, ...]], InstantRun] = {}
+
+    def get(name: str, *overrides: str) -> InstantRun:
+        key = (name, tuple(overrides))
+        if key not in cache:
+            folder = root / re.sub(r"[^\w.-]+", "_", "_".join((name[: -len(".py")],) + tuple(overrides)))
+            config = instant_config(name)
+            all_overrides = SHORT_RUN + tuple(overrides)
+            log = _once(folder, lambda out: _train_net("--config-file", config, f"train.output_dir={out}", *all_overrides))
+            cache[key] = InstantRun(folder / "out", config, tuple(overrides), log, folder / "evals")
+        return cache[key]
+
+    return get
 
 
 @pytest.fixture

@@ -13,63 +13,58 @@ from _cli import instant_config, train_net  # noqa: E402
 from alignment_det.utils.metrics_file import read_metric_rows  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def trained_fcos(tmp_path_factory):
-    out = tmp_path_factory.mktemp("fcos_instant")
-    proc = train_net("--config-file", instant_config("fcos_instant_test.py"), f"train.output_dir={out}")
-    return out, proc
+FCOS = "fcos_instant_test.py"
 
 
-@pytest.mark.parametrize("name", ["retinanet_instant_test.py", "fcos_instant_test.py"])
-def test_instant_test_trains_then_eval_only_prints_ap(name, tmp_path):
-    train_net("--config-file", instant_config(name), f"train.output_dir={tmp_path}", "train.max_iter=30")
-    assert (tmp_path / "model_final.pth").is_file()
-    train_rows = [m for m in read_metric_rows(tmp_path) if "total_loss" in m]
-    assert train_rows[-1]["iteration"] == 29 and "lr" in train_rows[-1]
-    assert any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path)), "no TensorBoard file"
-    # 30 iterations leave every score under the test threshold; 0 still evaluates the ranking.
-    proc = train_net(
-        "--config-file", instant_config(name), "--eval-only", "model.test_score_thresh=0.0",
-        f"train.output_dir={tmp_path}", f"train.init_checkpoint={tmp_path / 'model_final.pth'}",
-    )
-    log = proc.stdout + proc.stderr
+@pytest.mark.parametrize("name", ["retinanet_instant_test.py", FCOS])
+def test_instant_test_trains_then_eval_only_prints_ap(name, instant_run):
+    run = instant_run(name)
+    assert run.final.is_file()
+    train_rows = [m for m in run.metrics() if "total_loss" in m]
+    assert train_rows[-1]["iteration"] == 9 and "lr" in train_rows[-1]
+    assert any(f.startswith("events.out.tfevents") for f in os.listdir(run.output)), "no TensorBoard file"
+    # 10 iterations leave every score under the test threshold; 0 still evaluates the ranking.
+    log = run.eval_only("model.test_score_thresh=0.0")
     assert "copypaste: AP,AP50,AP75,APs,APm,APl" in log and "|  AP   |" in log
 
 
-def test_eval_only_with_resume_uses_last_checkpoint(trained_fcos):
-    out, _ = trained_fcos
-    proc = train_net("--config-file", instant_config("fcos_instant_test.py"), "--eval-only", "--resume", f"train.output_dir={out}")
+def test_eval_only_with_resume_uses_last_checkpoint(instant_run, tmp_path):
+    run = instant_run(FCOS)
+    for name in ("model_final.pth", "model_0000004.pth", "last_checkpoint"):
+        (tmp_path / name).symlink_to(run.output / name)
+    proc = train_net("--config-file", instant_config(FCOS), "--eval-only", "--resume", f"train.output_dir={tmp_path}")
     log = proc.stdout + proc.stderr
     assert "model_final.pth" in log and "copypaste: AP" in log
 
 
-def test_instant_fcos_learns(trained_fcos):
-    # An untrained FCOS scores nothing above its 0.2 threshold, so AP > 0 means it learned.
-    out, proc = trained_fcos
-    ap_line = [l for l in (proc.stdout + proc.stderr).splitlines() if "copypaste: " in l][-1]
+def test_instant_fcos_learns(instant_run):
+    # An untrained FCOS scores nothing above its 0.2 threshold, so AP > 0 after the config's own
+    # 100 iterations means it learned.
+    run = instant_run(FCOS, "train.max_iter=100", "train.log_period=20", "train.checkpointer.period=1000")
+    ap_line = [l for l in run.log.splitlines() if "copypaste: " in l][-1]
     assert float(ap_line.split("copypaste: ")[1].split(",")[0]) > 0.0, ap_line
 
 
-def test_resume_continues_at_the_right_iteration_with_the_same_lr(tmp_path):
-    cfg = instant_config("fcos_instant_test.py")
-    full, part = tmp_path / "full", tmp_path / "part"
-    common = ("train.checkpointer.period=50", "train.log_period=1")
-    train_net("--config-file", cfg, f"train.output_dir={full}", *common)
-    # Stop at 50, then continue to 100 (the lr multiplier is built for 100 steps; the first 50 ran it
-    # compressed into 50, so the resume changes the schedule on purpose).
-    train_net("--config-file", cfg, f"train.output_dir={part}", "train.max_iter=50", *common)
-    proc = train_net("--config-file", cfg, "--resume", "--allow-schedule-change", f"train.output_dir={part}",
-                     "train.max_iter=100", *common)
-    assert "Starting training from iteration 50" in proc.stdout + proc.stderr
-    lr_full = {m["iteration"]: m["lr"] for m in read_metric_rows(full) if "lr" in m}
+def test_resume_continues_at_the_right_iteration_with_the_same_lr(instant_run, tmp_path):
+    # The short run: 10 iterations, checkpoints after 5 and 10, lr x0.1 at 8 (the config's 80 of 100).
+    full = instant_run(FCOS)
+    part = tmp_path / "part"
+    common = ("train.checkpointer.period=5", "train.log_period=1")
+    # Stop at 5, then continue to 10 (the lr multiplier is built for max_iter; the first 5 ran it
+    # compressed into 5, so the resume changes the schedule on purpose).
+    train_net("--config-file", full.config, f"train.output_dir={part}", "train.max_iter=5", *common)
+    proc = train_net("--config-file", full.config, "--resume", "--allow-schedule-change", f"train.output_dir={part}",
+                     "train.max_iter=10", *common)
+    assert "Starting training from iteration 5" in proc.stdout + proc.stderr
+    lr_full = {m["iteration"]: m["lr"] for m in full.metrics() if "lr" in m}
     lr_part = {m["iteration"]: m["lr"] for m in read_metric_rows(part) if "lr" in m}
-    assert min(i for i in lr_part if i >= 50) == 50
-    for it in range(50, 100):
+    assert min(i for i in lr_part if i >= 5) == 5
+    for it in range(5, 10):
         assert lr_part[it] == pytest.approx(lr_full[it]), it
-    assert lr_part[99] < lr_part[50], "the step at iteration 80 was lost on resume"
+    assert lr_part[9] < lr_part[5], "the step at iteration 8 was lost on resume"
     # FCOS's loss normaliser (an EMA Detectron2 keeps in a plain attribute, initial value 300)
     # travels in the trainer state of every checkpoint.
-    saved = torch.load(part / "model_0000049.pth", weights_only=False)["trainer"]["ema_state"]
+    saved = torch.load(part / "model_0000004.pth", weights_only=False)["trainer"]["ema_state"]
     assert 0 < saved[""]["loss_normalizer"] < 300
 
 
@@ -84,11 +79,10 @@ def test_two_processes_train_on_cpu(tmp_path):
     assert (tmp_path / "model_final.pth").is_file() and (tmp_path / "log.txt.rank1").is_file()
 
 
-def test_checkpoint_of_another_model_is_a_clear_error(trained_fcos, tmp_path):
-    out, _ = trained_fcos
+def test_checkpoint_of_another_model_is_a_clear_error(instant_run, tmp_path):
     proc = train_net(
         "--config-file", instant_config("retinanet_instant_test.py"), "--eval-only",
-        f"train.output_dir={tmp_path}", f"train.init_checkpoint={out / 'model_final.pth'}", check=False,
+        f"train.output_dir={tmp_path}", f"train.init_checkpoint={instant_run(FCOS).final}", check=False,
     )
     assert proc.returncode != 0
     assert "CheckpointMismatchError" in proc.stderr and "does not fit the model" in proc.stderr
