@@ -5,7 +5,6 @@ from _requires import detectron2_or_skip
 detectron2_or_skip()
 
 import math  # noqa: E402
-import os  # noqa: E402
 import re  # noqa: E402
 
 import pytest  # noqa: E402
@@ -16,13 +15,12 @@ from detectron2.structures import Boxes  # noqa: E402
 from detectron2.utils.events import EventStorage  # noqa: E402
 from fvcore.nn import giou_loss  # noqa: E402
 
-from _cli import instant_config, train_net  # noqa: E402
+from _cli import instant_config  # noqa: E402
 from alignment_det.assigners.atss import square_anchor_grid  # noqa: E402
 from alignment_det.config import load_config  # noqa: E402
 from alignment_det.modeling.heads import ATSSHead  # noqa: E402
 import alignment_det.modeling.meta_arch.atss as atss_module  # noqa: E402
 from alignment_det.modeling.meta_arch import ATSS  # noqa: E402
-from alignment_det.utils.metrics_file import read_metric_rows  # noqa: E402
 # The RetinaNet-Conf tests' tiny 128x160 inputs: image batches, GT Instances, a training step.
 from test_retinanet_conf_e2e import H, W, batch, empty, images, instances, train_losses, two_boxes  # noqa: E402,F401
 
@@ -189,14 +187,10 @@ def test_bad_configuration_is_a_clear_error():
 
 
 # ------------------------------------------------------------------------ train_net.py CLI
-def test_instant_test_trains_then_eval_only(tmp_path):
-    out = str(tmp_path / "out")
-    train_net("--config-file", INSTANT, "train.max_iter=6", "train.log_period=1", f"train.output_dir={out}")
-    metrics = read_metric_rows(out)
-    assert any("atss/pos_per_gt" in m and "loss_quality" in m for m in metrics)
-    final = os.path.join(out, "model_final.pth")
-    ev = train_net("--config-file", INSTANT, "--eval-only", f"train.init_checkpoint={final}", f"train.output_dir={out}")
-    text = ev.stdout + ev.stderr
+def test_instant_test_trains_then_eval_only(instant_run):
+    run = instant_run("atss_instant_test.py")
+    assert any("atss/pos_per_gt" in m and "loss_quality" in m for m in run.metrics())
+    text = run.eval_only()
     assert "copypaste: AP,AP50" in text
     m = re.search(r"copypaste: ([-\d.nan]+),", text.split("copypaste: AP,AP50")[-1])
     assert m is not None and (math.isnan(float(m.group(1))) or 0.0 <= float(m.group(1)) <= 100.0)

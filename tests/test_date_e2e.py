@@ -8,8 +8,6 @@ import json  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
 import re  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
 from unittest import mock  # noqa: E402
 
 import pytest  # noqa: E402
@@ -467,25 +465,11 @@ def test_crowdhuman_odgt_parsing(tmp_path):
 
 
 # ------------------------------------------------------------------------------ train_net.py CLI
-def test_instant_test_trains_then_eval_only_prints_ap(tmp_path):
-    env = dict(os.environ, ALIGNMENT_DET_CACHE=os.environ.get("ALIGNMENT_DET_CACHE", str(tmp_path / "cache")))
-    out = str(tmp_path / "out")
-    common = [sys.executable, os.path.join(ROOT, "train_net.py"), "--config-file", INSTANT]
-    train = subprocess.run(
-        common + ["train.max_iter=10", f"train.output_dir={out}", "train.checkpointer.period=1000"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
-    )
-    assert train.returncode == 0, train.stderr[-3000:]
-    final = os.path.join(out, "model_final.pth")
-    assert os.path.isfile(final)
-    metrics = [json.loads(line) for line in open(os.path.join(out, "metrics.json"))]
-    assert any("date/num_o2o_matched" in m and "loss_o2m_cls" in m for m in metrics)
-    ev = subprocess.run(
-        common + ["--eval-only", f"train.init_checkpoint={final}", f"train.output_dir={out}"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
-    )
-    assert ev.returncode == 0, ev.stderr[-3000:]
-    text = ev.stdout + ev.stderr
+def test_instant_test_trains_then_eval_only_prints_ap(instant_run):
+    run = instant_run("date_instant_test.py")
+    assert run.final.is_file()
+    assert any("date/num_o2o_matched" in m and "loss_o2m_cls" in m for m in run.metrics())
+    text = run.eval_only()
     m = re.search(r"copypaste: ([-\d.nan]+),", text.split("copypaste: AP,AP50")[-1])
     assert "copypaste: AP,AP50" in text and m is not None
     ap = float(m.group(1))

@@ -12,10 +12,9 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from detectron2.config import instantiate  # noqa: E402
 from detectron2.modeling.backbone.resnet import DeformBottleneckBlock  # noqa: E402
-from detectron2.utils.events import EventStorage  # noqa: E402
 from torchvision.ops import deform_conv2d  # noqa: E402
 
-from _cli import instant_config, train_net  # noqa: E402
+from _cli import instant_config  # noqa: E402
 from alignment_det.checkpoint import CheckedCheckpointer  # noqa: E402
 from alignment_det.config import load_config  # noqa: E402
 from alignment_det.modeling.alwa import add_alwa  # noqa: E402
@@ -23,7 +22,6 @@ from alignment_det.modeling.heads import ATSSHead, ModulatedDeformConv3x3, star_
 import alignment_det.modeling.meta_arch.hcral as hcral_module  # noqa: E402
 import detectron2.modeling.meta_arch.retinanet as d2_retinanet  # noqa: E402
 from alignment_det.modeling.meta_arch import HCRALATSS, HCRALRetinaNet  # noqa: E402
-from alignment_det.utils.metrics_file import read_metric_rows  # noqa: E402
 from test_atss_e2e import batch, build, crowded, empty, images, train_losses, two_boxes  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -322,15 +320,11 @@ HCRAL_SCALARS = ("atss/pos_per_gt", "atss/eatss_extra_per_gt", "hcral/ghm_nonemp
     "config,scalars",
     [("hcral_atss_instant_test.py", HCRAL_SCALARS), ("hcral_retinanet_instant_test.py", HCRAL_SCALARS[2:])],
 )
-def test_instant_test_trains_logs_and_evaluates(config, scalars, tmp_path):
-    out = str(tmp_path / "out")
-    cfg = instant_config(config)
-    train_net("--config-file", cfg, "train.max_iter=6", "train.log_period=1", f"train.output_dir={out}")
-    metrics = read_metric_rows(out)
+def test_instant_test_trains_logs_and_evaluates(config, scalars, instant_run):
+    run = instant_run(config)
+    metrics = run.metrics()
     for key in scalars:
         assert any(key in m for m in metrics), (key, metrics[-1].keys())
-    final = os.path.join(out, "model_final.pth")
-    ckpt = torch.load(final, map_location="cpu", weights_only=False)["model"]
+    ckpt = torch.load(run.final, map_location="cpu", weights_only=False)["model"]
     assert ckpt["hcrar.num_updates"].item() > 0 and torch.count_nonzero(ckpt["hcrac.ghm.acc"]) > 0
-    ev = train_net("--config-file", cfg, "--eval-only", f"train.init_checkpoint={final}", f"train.output_dir={out}")
-    assert "copypaste: AP,AP50" in ev.stdout + ev.stderr
+    assert "copypaste: AP,AP50" in run.eval_only()

@@ -4,10 +4,7 @@ from _requires import detectron2_or_skip
 detectron2_or_skip()
 
 import copy  # noqa: E402
-import os  # noqa: E402
 import re  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -19,6 +16,8 @@ from detectron2.modeling.matcher import Matcher  # noqa: E402
 from detectron2.modeling.meta_arch import RetinaNet  # noqa: E402
 from detectron2.structures import Boxes, Instances  # noqa: E402
 from detectron2.utils.events import EventStorage  # noqa: E402
+
+from _cli import train_net  # noqa: E402
 
 import alignment_det.modeling.meta_arch.mal as mal_module  # noqa: E402
 from alignment_det.assigners.mal_bags import selection_count  # noqa: E402
@@ -242,32 +241,11 @@ def test_retinanet_checkpoint_loads_and_mal_adds_no_parameters(tmp_path):
     assert torch.equal(a.pred_boxes.tensor, b.pred_boxes.tensor) and torch.equal(a.scores, b.scores)
 
 
-def _run(args, timeout):
-    env = dict(os.environ)
-    env.setdefault("ALIGNMENT_DET_CACHE", "/tmp/adcache")
-    env["OMP_NUM_THREADS"] = "1"
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "train_net.py"), *args],
-        cwd=str(REPO), env=env, capture_output=True, text=True, timeout=timeout,
-    )
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-4000:]
-    return out
-
-
-def test_instant_test_train_then_eval_only(tmp_path):
-    out_dir = tmp_path / "mal_instant"
-    log = _run(
-        ["--config-file", INSTANT, f"train.output_dir={out_dir}", "train.max_iter=12", "train.checkpointer.period=100"],
-        timeout=900,
-    )
-    assert "loss_mal_pos" in log and "loss_mal_neg" in log
-    final = out_dir / "model_final.pth"
-    assert final.is_file()
-    log = _run(
-        ["--config-file", INSTANT, "--eval-only", f"train.output_dir={out_dir}", f"train.init_checkpoint={final}"],
-        timeout=600,
-    )
+def test_instant_test_train_then_eval_only(instant_run):
+    run = instant_run("mal_instant_test.py")
+    assert "loss_mal_pos" in run.log and "loss_mal_neg" in run.log
+    assert run.final.is_file()
+    log = run.eval_only()
     assert "copypaste: AP,AP50,AP75,APs,APm,APl" in log
     row = re.search(r"copypaste: (\S+),(\S+),(\S+),(\S+),(\S+),(\S+)\n", log.split("copypaste: AP,AP50,AP75,APs,APm,APl", 1)[1])
     assert row is not None
@@ -276,10 +254,8 @@ def test_instant_test_train_then_eval_only(tmp_path):
 
 def test_two_process_cpu_training(tmp_path):
     out_dir = tmp_path / "mal_ddp"
-    log = _run(
-        ["--config-file", INSTANT, "--num-gpus", "2", f"train.output_dir={out_dir}", "train.max_iter=4",
-         "train.checkpointer.period=100"],
-        timeout=900,
-    )
+    proc = train_net("--config-file", INSTANT, "--num-gpus", "2", f"train.output_dir={out_dir}", "train.max_iter=4",
+                     "train.checkpointer.period=100", timeout=900)
+    log = proc.stdout + proc.stderr
     assert (out_dir / "model_final.pth").is_file(), log[-3000:]
     assert "loss_mal_pos" in log
