@@ -10,23 +10,22 @@ detectron2_or_skip()
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
-from _cli import REPO, instant_config, train_net  # noqa: E402
+from _cli import REPO, instant_config  # noqa: E402
 
 sys.path.insert(0, os.path.join(REPO, "tools"))
 from demo import expand_inputs  # noqa: E402
 
 
-def test_demo_writes_drawn_images(tmp_path):
+def test_demo_writes_drawn_images(tmp_path, instant_run):
     from alignment_det.data import make_synthetic_coco
 
     images = tmp_path / "images"
     make_synthetic_coco(str(images), num_images=3, seed=5)
     (images / "notes.txt").write_text("not an image")
-    train_net("--config-file", instant_config("fcos_instant_test.py"), f"train.output_dir={tmp_path / 'run'}", "train.max_iter=2")
     proc = subprocess.run(
         [sys.executable, os.path.join(REPO, "tools", "demo.py"), "--config-file", instant_config("fcos_instant_test.py"),
          "--input", str(images), "--output", str(tmp_path / "out"), "--confidence", "0.0",
-         "model.test_score_thresh=0.0", f"train.init_checkpoint={tmp_path / 'run' / 'model_final.pth'}"],
+         "model.test_score_thresh=0.0", f"train.init_checkpoint={instant_run('fcos_instant_test.py').final}"],
         capture_output=True, text=True, cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -90,23 +90,19 @@ def test_cli_errors(tmp_path, capsys):
         plot_metrics.main([str(bad), str(bad), "--labels", "one"])
 
 
-def test_real_instant_run(tmp_path, capsys):
-    """metrics.json as the trainer writes it (3 iterations of the ALWA instant test + an evaluation)."""
+def test_real_instant_run(tmp_path, capsys, instant_run):
+    """metrics.json as the trainer writes it (10 iterations of the ALWA instant test + an evaluation)."""
     from _requires import detectron2_or_skip
 
     detectron2_or_skip()
-    from _cli import instant_config, train_net
-
-    out = tmp_path / "retinanet_alwa"
-    train_net("--config-file", instant_config("retinanet_alwa_instant_test.py"), f"train.output_dir={out}",
-              "train.max_iter=3", "train.eval_period=3")
+    out = instant_run("retinanet_alwa_instant_test.py").output
     png = tmp_path / "real.png"
     assert plot_metrics.main([str(out), "--output", str(png)]) == 0
     printed = capsys.readouterr().out
     for key in ("total_loss", "loss_cls", "loss_box_reg", "lr", "alwa_weight"):
         assert key in printed
     series = plot_metrics.read_metrics(str(out))
-    assert series["alwa_weight"][0] == [0, 1, 2]  # log_period 1
+    assert series["alwa_weight"][0] == list(range(10))  # log_period 1
     assert png.stat().st_size > 10_000
 
 
