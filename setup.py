@@ -49,7 +49,9 @@ setup(
     cmdclass={"build_py": BuildPyWithConfigs},
     install_requires=["torch>=2.0", "numpy", "scipy"],
     extras_require={
-        "test": ["pytest"],
+        # pytest-xdist: README's command spreads the suite over every core (-n auto); filelock: the
+        # workers share one training of each instant run (tests/conftest.py).
+        "test": ["pytest", "pytest-xdist", "filelock"],
         # What the Detectron2 layer imports beyond Detectron2 and its requirements: OpenCV (the
         # synthetic dataset, tools/demo.py). A missing one is an ImportError naming this extra
         # (alignment_det.utils.optional.import_optional).
