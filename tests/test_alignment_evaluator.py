@@ -17,6 +17,7 @@ from detectron2.layers import batched_nms  # noqa: E402
 from detectron2.modeling.meta_arch import retinanet as retinanet_module  # noqa: E402
 from detectron2.structures import Boxes, BoxMode, Instances  # noqa: E402
 from _cli import REPO, instant_config  # noqa: E402
+from _inputs import tiny_config, tiny_model  # noqa: E402
 
 from alignment_det.engine import Trainer  # noqa: E402
 from alignment_det.config import load_config  # noqa: E402
@@ -98,9 +99,8 @@ def test_candidates_are_scaled_to_the_output_resolution_and_clipped():
 
 
 def _tiny_model(name, *overrides):
-    cfg = load_config(instant_config(name), ["model.test_score_thresh=0.0", *overrides])
-    torch.manual_seed(0)
-    return cfg, instantiate(cfg.model).eval()
+    overrides = ("model.test_score_thresh=0.0", *overrides)
+    return tiny_config(name, *overrides), tiny_model(name, *overrides).eval()
 
 
 def test_recorder_sees_one_final_nms_per_image_and_restores():

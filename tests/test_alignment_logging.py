@@ -6,14 +6,11 @@ detectron2_or_skip()
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from detectron2.config import instantiate  # noqa: E402
 from detectron2.structures import Boxes, pairwise_iou  # noqa: E402
 from detectron2.utils.events import EventStorage  # noqa: E402
 from scipy import stats  # noqa: E402
-from _inputs import gt_instances, random_batch  # noqa: E402
-from _cli import instant_config  # noqa: E402
+from _inputs import gt_instances, random_batch, tiny_model  # noqa: E402
 
-from alignment_det.config import load_config  # noqa: E402
 from alignment_det.layers.score_fusion import fuse_scores  # noqa: E402
 from alignment_det.modeling.alignment_logging import SCORE_IOU_CORR_KEY, log_score_iou_correlation  # noqa: E402
 from alignment_det.modeling.assignment import training_inputs  # noqa: E402
@@ -22,11 +19,6 @@ from alignment_det.modeling.assignment import training_inputs  # noqa: E402
 
 TWO = ([[10.0, 12, 60, 70], [50, 40, 150, 120]], [0, 2])
 ONE = ([[30.0, 30, 90, 100]], [1])
-
-
-def _model(name, *overrides):
-    torch.manual_seed(0)
-    return instantiate(load_config(instant_config(name), list(overrides)).model)
 
 
 def _logged(model, batch, iteration=0):
@@ -56,7 +48,7 @@ def _spearman(scores, ious):
 
 
 def test_retinanet_conf_logs_fused_score_against_decoded_iou():
-    model = _model("retinanet_conf_instant_test.py")
+    model = tiny_model("retinanet_conf_instant_test.py")
     batch = random_batch(gt_instances(*TWO), gt_instances(*ONE))
     logged = _logged(model, batch)
     # Independently: RetinaNet's labels, the head's outputs, Detectron2's decoding.
@@ -79,7 +71,7 @@ def test_retinanet_conf_logs_fused_score_against_decoded_iou():
 
 
 def test_mal_logs_selected_bag_anchors():
-    model = _model("mal_instant_test.py")
+    model = tiny_model("mal_instant_test.py")
     batch = random_batch(gt_instances(*TWO), gt_instances(*ONE))
     t = 60  # lambda = .6: m = floor(40 * .4) + 1 = 17 anchors per bag
     logged = _logged(model, batch, iteration=t)
@@ -101,7 +93,7 @@ def test_mal_logs_selected_bag_anchors():
 
 
 def test_date_logs_o2o_pairs_and_nothing_for_a_single_pair():
-    model = _model("date_instant_test.py")
+    model = tiny_model("date_instant_test.py")
     # One GT in the whole batch -> one matched pair -> no correlation, nothing logged.
     assert _logged(model, random_batch(gt_instances(*ONE), gt_instances([], []))) is None
     batch = random_batch(gt_instances(*TWO), gt_instances(*ONE))
@@ -122,7 +114,7 @@ def test_date_logs_o2o_pairs_and_nothing_for_a_single_pair():
 
 @pytest.mark.parametrize("name", ["atss_instant_test.py", "hcral_atss_instant_test.py"])
 def test_atss_family_logs_quality_weighted_score_against_decoded_iou(name):
-    model = _model(name)
+    model = tiny_model(name)
     batch = random_batch(gt_instances(*TWO), gt_instances(*ONE))
     logged = _logged(model, batch)
     with torch.no_grad():
@@ -141,7 +133,7 @@ def test_atss_family_logs_quality_weighted_score_against_decoded_iou(name):
 
 
 def test_hcral_retinanet_logs_class_score_against_decoded_iou():
-    model = _model("hcral_retinanet_instant_test.py")
+    model = tiny_model("hcral_retinanet_instant_test.py")
     batch = random_batch(gt_instances(*TWO), gt_instances(*ONE))
     logged = _logged(model, batch)
     with torch.no_grad():
@@ -161,4 +153,4 @@ def test_hcral_retinanet_logs_class_score_against_decoded_iou():
 
 def test_baselines_log_nothing():
     # Detectron2's own RetinaNet (here with ALWA) is not a project method and logs no signal.
-    assert _logged(_model("retinanet_alwa_instant_test.py"), random_batch(gt_instances(*TWO), gt_instances(*ONE))) is None
+    assert _logged(tiny_model("retinanet_alwa_instant_test.py"), random_batch(gt_instances(*TWO), gt_instances(*ONE))) is None

@@ -9,10 +9,9 @@ from _requires import detectron2_or_skip
 detectron2_or_skip()
 
 import torch  # noqa: E402
-from detectron2.config import instantiate  # noqa: E402
 
 from _cli import REPO, instant_config  # noqa: E402
-from alignment_det.config import load_config  # noqa: E402
+from _inputs import tiny_model  # noqa: E402
 
 sys.path.insert(0, os.path.join(REPO, "tools"))
 import analyze_model  # noqa: E402
@@ -21,8 +20,7 @@ H, W = 128, 160
 
 
 def build(config, overrides=()):
-    torch.manual_seed(0)
-    return instantiate(load_config(instant_config(config), list(overrides)).model)
+    return tiny_model(config, *overrides)
 
 
 @pytest.mark.parametrize(

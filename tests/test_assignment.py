@@ -9,14 +9,12 @@ import sys  # noqa: E402
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from detectron2.config import instantiate  # noqa: E402
 from detectron2.structures import Boxes, pairwise_iou  # noqa: E402
-from _inputs import gt_instances, random_batch  # noqa: E402
+from _inputs import gt_instances, random_batch, tiny_model  # noqa: E402
 from _cli import REPO, instant_config  # noqa: E402
 
 from alignment_det.assigners.atss import atss_assign  # noqa: E402
 from alignment_det.assigners.fcos_targets import fcos_targets  # noqa: E402
-from alignment_det.config import load_config  # noqa: E402
 from alignment_det.modeling.assignment import (  # noqa: E402
     gt_index_of_matched_boxes,
     label_anchors_assignment,
@@ -33,8 +31,7 @@ GTS = gt_instances([[10.0, 12, 60, 70], [50, 40, 150, 120], [100, 10, 130, 30]],
 
 
 def _model(name, *overrides):
-    torch.manual_seed(0)
-    return instantiate(load_config(instant_config(name), list(overrides)).model).eval()
+    return tiny_model(name, *overrides).eval()
 
 
 def test_helpers_by_hand():

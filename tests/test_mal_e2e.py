@@ -18,6 +18,7 @@ from detectron2.structures import Boxes, Instances  # noqa: E402
 from detectron2.utils.events import EventStorage  # noqa: E402
 
 from _cli import train_net  # noqa: E402
+from _inputs import tiny_model  # noqa: E402
 
 import alignment_det.modeling.meta_arch.mal as mal_module  # noqa: E402
 from alignment_det.assigners.mal_bags import selection_count  # noqa: E402
@@ -43,8 +44,7 @@ def _model_cfg(*overrides):
 
 def _build(*overrides, seed=0):
     cfg = _model_cfg(*overrides)
-    torch.manual_seed(seed)
-    model = instantiate(cfg.model)
+    model = tiny_model(INSTANT, *overrides, seed=seed)
     assert isinstance(model, MALRetinaNet)
     return model, cfg
 

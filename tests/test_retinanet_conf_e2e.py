@@ -18,6 +18,8 @@ from alignment_det.modeling.meta_arch import RetinaNet  # noqa: E402
 from detectron2.structures import Boxes, Instances, pairwise_iou  # noqa: E402
 from detectron2.utils.events import EventStorage  # noqa: E402
 
+from _inputs import gt_instances, random_batch, tiny_model  # noqa: E402
+
 from alignment_det.checkpoint import CheckedCheckpointer, CheckpointMismatchError  # noqa: E402
 from alignment_det.config import load_config  # noqa: E402
 from alignment_det.modeling.heads.retinanet_conf_head import RetinaNetConfHead  # noqa: E402
@@ -30,16 +32,11 @@ H, W = 128, 160
 
 
 def build(config=INSTANT, *overrides, seed=0):
-    cfg = load_config(config, list(overrides))
-    torch.manual_seed(seed)
-    return instantiate(cfg.model)
+    return tiny_model(config, *overrides, seed=seed)
 
 
-def instances(boxes, classes):
-    inst = Instances((H, W))
-    inst.gt_boxes = Boxes(torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4))
-    inst.gt_classes = torch.as_tensor(classes, dtype=torch.long).reshape(-1)
-    return inst
+instances = gt_instances
+batch = random_batch
 
 
 def empty():
@@ -57,11 +54,6 @@ def crowded(n=300, seed=1):
     boxes = torch.cat([xy, xy + wh], dim=1)
     boxes[0] = torch.tensor([20.0, 20.0, 20.5, 20.5])  # a 0.5-px box
     return instances(boxes, torch.randint(0, 3, (n,), generator=g))
-
-
-def batch(*gts, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return [{"image": torch.rand(3, H, W, generator=g) * 255, "instances": gt} for gt in gts]
 
 
 def images(n=2, seed=0):
