@@ -126,3 +126,27 @@ def forbid_inference(monkeypatch):
         "alignment_det.engine.trainer.inference_on_dataset",
         lambda *a, **k: pytest.fail("inference ran before the check"),
     )
+
+
+# The longest tests, started first: pytest-xdist hands tests out in collection order, and one of
+# these left for last keeps the whole suite waiting on a single worker. (Order only: nothing here
+# changes what runs.)
+LONGEST_FIRST = (
+    "test_gpu_check.py::test_report_has_a_row",
+    "test_engine_e2e.py::test_instant_fcos_learns",
+    "test_launch_lock.py::test_killed_launcher",
+    "test_alwa_e2e.py::test_train_net_two_processes",
+    "test_custom_dataset_recipe.py::test_two_processes",
+    "test_accuracy_benchmark.py::test_end_to_end",
+    "test_accuracy_benchmark.py::test_register_file",
+    "test_mal_e2e.py::test_two_process",
+    "test_checkpoint_faults.py::test_killed_while_writing",
+    "test_alignment_e2e.py::test_two_processes",
+)
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        return next((i for i, key in enumerate(LONGEST_FIRST) if key in item.nodeid), len(LONGEST_FIRST))
+
+    items.sort(key=rank)  # stable: the rest keep their order

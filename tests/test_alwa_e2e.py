@@ -15,7 +15,7 @@ import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 import torch.multiprocessing as mp  # noqa: E402
 from detectron2.config import LazyCall as L  # noqa: E402
-from detectron2.config import LazyConfig, instantiate  # noqa: E402
+from detectron2.config import instantiate  # noqa: E402
 from detectron2.layers import ShapeSpec  # noqa: E402
 
 from alignment_det.modeling.meta_arch import FCOS, FasterRCNN, HCRALATSS, RetinaNet, RetinaNetConf  # noqa: E402
@@ -434,11 +434,10 @@ ALWA_CONFIGS = {
 
 
 @pytest.mark.parametrize("path", list(ALWA_CONFIGS))
-def test_alwa_config_round_trips_and_builds_the_hooked_detector(path, tmp_path):
+def test_alwa_config_builds_the_hooked_detector(path):
+    # Loading, saving and reloading every config is tests/test_configs.py's.
     cls_, ck, rk, variant, period, box_loss = ALWA_CONFIGS[path]
-    cfg = load_config(config_path(path))
-    LazyConfig.save(cfg, str(tmp_path / "c.yaml"))
-    again = LazyConfig.load(str(tmp_path / "c.yaml"))
+    again = load_config(config_path(path))
     # add_alwa writes every setting into the node (those a config leaves out at their defaults).
     assert set(again.model.alwa) == {"cls_keys", "reg_keys", "variant", "lambda0", "period", "stats_on", "sync"}
     model = instantiate(again.model)
@@ -455,11 +454,9 @@ PROJECT_CONFIGS = sorted(glob.glob(config_path("projects/ALWA/configs/*.py")))
 
 
 @pytest.mark.parametrize("path", PROJECT_CONFIGS, ids=os.path.basename)
-def test_table2_configs_set_variant_and_box_loss(path, tmp_path):
+def test_table2_configs_set_variant_and_box_loss(path):
     name = os.path.basename(path)
-    cfg = load_config(path)
-    LazyConfig.save(cfg, str(tmp_path / "c.yaml"))
-    again = LazyConfig.load(str(tmp_path / "c.yaml"))
+    again = load_config(path)
     detector = again.model  # ALWA configs keep the detector's keys where the baseline has them
     if "alwa" in name:
         assert again.model.alwa.variant == ("ALWA_1" if "alwa1" in name else "ALWA_2")

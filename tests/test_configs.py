@@ -7,6 +7,8 @@ detectron2_or_skip()
 import os  # noqa: E402
 
 from detectron2.config import LazyConfig, instantiate  # noqa: E402
+from detectron2.utils.registry import locate  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
 
 from alignment_det.config import check_override_keys, load_config  # noqa: E402
 from alignment_det.model_zoo import get_config_file, list_configs  # noqa: E402
@@ -36,6 +38,14 @@ def test_config_loads_instantiates_and_round_trips(path, tmp_path):
     # save() falls back to a pickle and writes a broken yaml when something is not serialisable.
     assert not (tmp_path / "config.yaml.pkl").exists(), "config holds an object yaml cannot store"
     assert out.read_text() == out2.read_text()
+    # Detectron2 writes the shortest import path that resolves; what matters is the class.
+    target = cfg.model._target_
+    assert locate(again.model._target_) is (locate(target) if isinstance(target, str) else target)
+    # Interpolations stay interpolations (MAL's model.max_iter follows train.max_iter), not frozen values.
+    for key, value in OmegaConf.to_container(cfg.model, resolve=False).items():
+        if value == "${..train.max_iter}":
+            again.train.max_iter = 7
+            assert again.model[key] == 7, key
     model = instantiate(again.model)
     assert sum(p.numel() for p in model.parameters()) > 0
     instantiate(again.lr_multiplier)

@@ -68,17 +68,6 @@ def test_resume_continues_at_the_right_iteration_with_the_same_lr(instant_run, t
     assert 0 < saved[""]["loss_normalizer"] < 300
 
 
-def test_two_processes_train_on_cpu(tmp_path):
-    proc = train_net(
-        # --dist-url auto: the default port is fixed per user and collides with parallel runs.
-        "--config-file", instant_config("fcos_instant_test.py"), "--num-gpus", "2", "--dist-url", "auto",
-        f"train.output_dir={tmp_path}", "train.max_iter=4",
-    )
-    log = proc.stdout + proc.stderr
-    assert "World size: 2" in log
-    assert (tmp_path / "model_final.pth").is_file() and (tmp_path / "log.txt.rank1").is_file()
-
-
 def test_checkpoint_of_another_model_is_a_clear_error(instant_run, tmp_path):
     proc = train_net(
         "--config-file", instant_config("retinanet_instant_test.py"), "--eval-only",
