@@ -246,39 +246,45 @@ def test_baseline_checkpoint_incompatible_keys_are_exactly_alwa(tmp_path):
 
 
 # ----------------------------------------------------------------------------- two processes
-def _ddp_worker(rank, world, init_file, out_dir, sync):
+def _ddp_worker(rank, world, init_file, out_dir, syncs):
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
-        model, _ = tiny_model("retinanet", period=3, sync=sync)
-        raw = capture_raw(model)
-        ddp = DistributedDataParallel(model.train(), device_ids=None, broadcast_buffers=False)
-        opt = torch.optim.SGD(ddp.parameters(), lr=0.005)
-        alphas = []
-        with EventStorage(0) as storage:
-            for it in range(5):
-                losses = ddp(batch(seed=1000 * rank + it))  # every rank sees other images
-                opt.zero_grad()
-                sum(losses.values()).backward()
-                opt.step()
-                alphas.append(model.alwa.weight)
-                storage.step()
-            logged = [v for v, _ in storage.history("alwa_weight").values()]
-        torch.save(
-            {"alphas": alphas, "raw": raw, "logged": logged, "state": model.alwa.state_dict()},
-            os.path.join(out_dir, f"rank{rank}.pth"),
-        )
+        for sync in syncs:  # one pair of processes for both settings: their start-up is most of the cost
+            model, _ = tiny_model("retinanet", period=3, sync=sync)
+            raw = capture_raw(model)
+            ddp = DistributedDataParallel(model.train(), device_ids=None, broadcast_buffers=False)
+            opt = torch.optim.SGD(ddp.parameters(), lr=0.005)
+            alphas = []
+            with EventStorage(0) as storage:
+                for it in range(5):
+                    losses = ddp(batch(seed=1000 * rank + it))  # every rank sees other images
+                    opt.zero_grad()
+                    sum(losses.values()).backward()
+                    opt.step()
+                    alphas.append(model.alwa.weight)
+                    storage.step()
+                logged = [v for v, _ in storage.history("alwa_weight").values()]
+            torch.save(
+                {"alphas": alphas, "raw": raw, "logged": logged, "state": model.alwa.state_dict()},
+                os.path.join(out_dir, f"rank{rank}_sync{sync}.pth"),
+            )
     finally:
         dist.destroy_process_group()
 
 
-def _run_two_ranks(tmp_path, sync):
-    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), str(tmp_path), sync), nprocs=2, join=True)
-    return [torch.load(tmp_path / f"rank{r}.pth", weights_only=False) for r in range(2)]
+@pytest.fixture(scope="module")
+def two_rank_runs(tmp_path_factory):
+    """{sync: [rank 0 result, rank 1 result]} of 5 DDP steps of the tiny ALWA RetinaNet, with the
+    windows all-reduced (sync=True) and per rank (False)."""
+    out = tmp_path_factory.mktemp("alwa_ddp")
+    syncs = (True, False)
+    mp.spawn(_ddp_worker, args=(2, str(out / "init"), str(out), syncs), nprocs=2, join=True)
+    return {sync: [torch.load(out / f"rank{r}_sync{sync}.pth", weights_only=False) for r in range(2)] for sync in syncs}
 
 
-def test_two_processes_all_reduce_the_windows_so_every_rank_holds_the_same_alpha(tmp_path):
-    r0, r1 = _run_two_ranks(tmp_path, sync=True)
+def test_two_processes_all_reduce_the_windows_so_every_rank_holds_the_same_alpha(two_rank_runs):
+    r0, r1 = two_rank_runs[True]
     assert r0["alphas"] == r1["alphas"] and r0["logged"] == r1["logged"]
     for k in r0["state"]:
         assert torch.equal(r0["state"][k], r1["state"][k]), k
@@ -292,9 +298,9 @@ def test_two_processes_all_reduce_the_windows_so_every_rank_holds_the_same_alpha
     assert r0["state"]["cls_window"][:2].tolist() == pytest.approx(expected_cls, rel=1e-6)
 
 
-def test_two_processes_without_sync_diverge(tmp_path):
+def test_two_processes_without_sync_diverge(two_rank_runs):
     """Control for the test above: per-rank windows (the official code) give per-rank α."""
-    r0, r1 = _run_two_ranks(tmp_path, sync=False)
+    r0, r1 = two_rank_runs[False]
     assert r0["alphas"][2] == pytest.approx(
         closed_form([d["loss_cls"] for d in r0["raw"][:3]], [d["loss_box_reg"] for d in r0["raw"][:3]], 1.0, "ALWA_2"),
         rel=1e-9,
@@ -422,6 +428,10 @@ def test_eval_only_loads_the_alwa_checkpoint_strictly(fixed_batch_config, uninte
 
 
 # ----------------------------------------------------------------------------- configs
+# Module fixtures (one DDP pair, one uninterrupted run) are computed once per worker: keep the
+# module on one pytest-xdist worker (README runs the suite with --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("alwa_e2e")
+
 ALWA_CONFIGS = {
     # path: (detector class, cls keys, reg keys, variant, period, box loss or None)
     "configs/retinanet_alwa_R50.py": (RetinaNet, ["loss_cls"], ["loss_box_reg"], "ALWA_2", 100, "smooth_l1"),

@@ -123,3 +123,8 @@ def test_gpu_plan_covers_every_size_and_measures_each_pair_before_more_boxes(tmp
     assert {(tuple(j["size"]), j["batch"]) for j in compare} == {((800, 1333), 2)}
     assert parts["compare"]["parallel"] == 1  # timings never share the GPU
     assert parts["ddp"]["skip"] and not gpu_check.plan(gpu_check.gpu_setting(), str(tmp_path), visible_gpus=2)["ddp"]["skip"]
+
+
+# Its module fixtures are computed once per worker: keep the module on one pytest-xdist worker
+# (README runs the suite with --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("test_gpu_check")
