@@ -3,6 +3,8 @@
 * ``instant_run(name, *overrides)``: an instant config trained once per test session (and once
   across pytest-xdist workers) and shared by every test that needs a trained checkpoint, its
   metrics or an ``--eval-only`` of it. Tests must not write into its folder; they copy it first.
+* ``once_per_session(name, make)``: ``make(folder)`` run once across xdist workers (module
+  fixtures whose work is too costly to repeat per worker), returning ``(folder, text)``.
 * ``forbid_inference``: fails a test when evaluation reaches inference.
 
 ``tests/_cli.py`` holds the one way to run ``train_net.py``; ``tests/_inputs.py`` the tiny models
@@ -77,6 +79,13 @@ def _train_net(*args) -> str:
     return proc.stdout + proc.stderr
 
 
+def shared_root(tmp_path_factory) -> Path:
+    """A folder every pytest-xdist worker of this session sees (the parent of their base temp
+    folders), or this process's base temp folder without xdist."""
+    root = tmp_path_factory.getbasetemp()
+    return root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
+
+
 def _once(folder: Path, make) -> str:
     """``make(folder / "out")`` once for ``folder`` across processes (xdist workers); its text is
     kept in ``folder / "log.txt"`` for the others."""
@@ -99,11 +108,7 @@ def instant_run(tmp_path_factory):
     with :data:`SHORT_RUN` and ``overrides`` (later ones win), once per session."""
     from _cli import instant_config
 
-    # xdist workers share the parent of their base temp folders: one cache for all of them.
-    root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent
-    root = root / "instant_runs"
+    root = shared_root(tmp_path_factory) / "instant_runs"
     cache: Dict[Tuple[str, Tuple[str, ...]], InstantRun] = {}
 
     def get(name: str, *overrides: str) -> InstantRun:
@@ -119,6 +124,19 @@ def instant_run(tmp_path_factory):
     return get
 
 
+@pytest.fixture(scope="session")
+def once_per_session(tmp_path_factory):
+    """``once_per_session(name, make) -> (folder, text)``: ``make(folder)`` (returning text) runs
+    once per session across xdist workers; the others wait for it and get its folder and text."""
+    root = shared_root(tmp_path_factory) / "once"
+
+    def get(name: str, make):
+        folder = root / name
+        return folder / "out", _once(folder, make)
+
+    return get
+
+
 @pytest.fixture
 def forbid_inference(monkeypatch):
     """Fails the test when ``Trainer.test`` reaches inference: for checks that must come first."""
@@ -128,9 +146,9 @@ def forbid_inference(monkeypatch):
     )
 
 
-# The longest tests, started first: pytest-xdist hands tests out in collection order, and one of
-# these left for last keeps the whole suite waiting on a single worker. (Order only: nothing here
-# changes what runs.)
+# The longest tests, started first: a worker that finishes early steals from the others
+# (--dist worksteal), but a long test left for last keeps the whole suite waiting on one worker.
+# (Order only: nothing here changes what runs.)
 LONGEST_FIRST = (
     "test_gpu_check.py::test_report_has_a_row",
     "test_engine_e2e.py::test_instant_fcos_learns",

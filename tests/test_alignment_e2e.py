@@ -166,7 +166,3 @@ def test_analyze_alignment_argument_errors(tmp_path):
     with pytest.raises(ValueError, match="absent from"):
         analyze_alignment.records_from_coco_json(str(tmp_path / "dt.json"), str(tmp_path / "gt.json"), progress=False)
 
-
-# Its module fixtures are computed once per worker: keep the module on one pytest-xdist worker
-# (README runs the suite with --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("test_alignment_e2e")

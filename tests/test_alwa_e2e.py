@@ -428,10 +428,6 @@ def test_eval_only_loads_the_alwa_checkpoint_strictly(fixed_batch_config, uninte
 
 
 # ----------------------------------------------------------------------------- configs
-# Module fixtures (one DDP pair, one uninterrupted run) are computed once per worker: keep the
-# module on one pytest-xdist worker (README runs the suite with --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("alwa_e2e")
-
 ALWA_CONFIGS = {
     # path: (detector class, cls keys, reg keys, variant, period, box loss or None)
     "configs/retinanet_alwa_R50.py": (RetinaNet, ["loss_cls"], ["loss_box_reg"], "ALWA_2", 100, "smooth_l1"),

@@ -122,7 +122,3 @@ def test_amp_dtype_errors_name_the_setting(amp, device, message):
     with pytest.raises(ValueError, match=message):
         resolve_amp_dtype(amp, device)
 
-
-# Its module fixtures are computed once per worker: keep the module on one pytest-xdist worker
-# (README runs the suite with --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("test_autocast")

@@ -33,10 +33,15 @@ def cpu_bf16_autocast_supported() -> bool:
 
 
 @pytest.fixture(scope="module")
-def dry_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("gpu_check")
-    proc = run_script(SCRIPT, out, "--dry-run", check=False, timeout=900)
-    assert (out / "gpu_check.md").is_file() and (out / "gpu_check.json").is_file(), proc.stdout[-3000:] + proc.stderr[-3000:]
+def dry_run(once_per_session):
+    """(exit status and output, gpu_check.json, gpu_check.md) of one dry run for the session."""
+    def make(out):
+        proc = run_script(SCRIPT, out, "--dry-run", check=False, timeout=900)
+        return json.dumps(dict(returncode=proc.returncode, stdout=proc.stdout, stderr=proc.stderr))
+
+    out, text = once_per_session("gpu_check_dry_run", make)
+    proc = json.loads(text)
+    assert (out / "gpu_check.md").is_file() and (out / "gpu_check.json").is_file(), proc["stdout"][-3000:] + proc["stderr"][-3000:]
     return proc, json.loads((out / "gpu_check.json").read_text()), (out / "gpu_check.md").read_text()
 
 
@@ -98,7 +103,7 @@ def test_ddp_runs_two_processes(dry_run):
     assert data["parts"]["ddp"]["status"] == "done"
     # every job passed except, before CPU autocast exists, the bf16 ones: the exit status says so
     failed = [r for p in ("instant", "compare", "date_nms", "ddp") for r in data[p] if r["status"] != "ok"]
-    assert proc.returncode == (1 if failed else 0), (proc.returncode, failed)
+    assert proc["returncode"] == (1 if failed else 0), (proc["returncode"], failed)
 
 
 def test_a_part_out_of_time_is_stopped_and_reported(tmp_path):
@@ -124,7 +129,3 @@ def test_gpu_plan_covers_every_size_and_measures_each_pair_before_more_boxes(tmp
     assert parts["compare"]["parallel"] == 1  # timings never share the GPU
     assert parts["ddp"]["skip"] and not gpu_check.plan(gpu_check.gpu_setting(), str(tmp_path), visible_gpus=2)["ddp"]["skip"]
 
-
-# Its module fixtures are computed once per worker: keep the module on one pytest-xdist worker
-# (README runs the suite with --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("test_gpu_check")

@@ -191,7 +191,3 @@ def test_resume_is_bit_exact_with_the_ema(ema_run, tmp_path):
     c = _resume_from_iteration_5(config, full, tmp_path / "restarted", drop_ema=True)
     assert any(not torch.equal(a[EMA_CHECKPOINT_KEY][k], c[EMA_CHECKPOINT_KEY][k]) for k in moved)
 
-
-# Its module fixtures are computed once per worker: keep the module on one pytest-xdist worker
-# (README runs the suite with --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("test_model_ema")

@@ -161,7 +161,3 @@ def test_eval_only_of_another_architecture_is_an_error_unless_allowed(finished, 
     log = proc.stdout + proc.stderr
     assert "was saved by another architecture" in log and "copypaste: AP" in log
 
-
-# Its module fixtures are computed once per worker: keep the module on one pytest-xdist worker
-# (README runs the suite with --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("test_run_ends")
