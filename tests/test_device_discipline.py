@@ -43,6 +43,7 @@
    ``square_anchor_grid`` moving its grid to the CPU, fails the cases that reach them.
 """
 import ast
+import contextlib
 import os
 
 import pytest
@@ -316,6 +317,22 @@ def _tensors(out):
             yield from _tensors(v)
 
 
+def fake_cuda():
+    """FakeTensorMode on fake CUDA tensors, with TorchScript's optimising executor off: a scripted
+    function (the focal loss) first run on fake CUDA tensors would otherwise be specialised for a
+    CUDA fuser, and every later call in the process, on real CPU tensors too, fails loading
+    libcuda (seen when pytest-xdist ran these cases before any CPU call of it in a worker)."""
+    return _stacked(torch.jit.optimized_execution(False), FakeTensorMode(allow_non_fake_inputs=False, shape_env=ShapeEnv()))
+
+
+@contextlib.contextmanager
+def _stacked(*contexts):
+    with contextlib.ExitStack() as stack:
+        for c in contexts:
+            stack.enter_context(c)
+        yield
+
+
 @pytest.mark.parametrize("name", sorted(FAKE_CUDA_CASES))
 def test_case_runs_for_real_on_cpu(name):
     """The cases are valid calls: on real CPU tensors they run and return tensors."""
@@ -327,7 +344,7 @@ def test_runs_on_fake_cuda_without_a_cpu_tensor(name):
     """Under FakeTensorMode every input is a fake CUDA tensor: a CPU tensor made inside the function
     raises on the first mixed-device operation, or shows up as a CPU output."""
     torch.manual_seed(0)
-    with FakeTensorMode(allow_non_fake_inputs=False, shape_env=ShapeEnv()):
+    with fake_cuda():
         outputs = list(_tensors(FAKE_CUDA_CASES[name]("cuda")))
     assert outputs
     assert {t.device.type for t in outputs} == {"cuda"}, [(t.shape, t.device) for t in outputs]
@@ -335,7 +352,7 @@ def test_runs_on_fake_cuda_without_a_cpu_tensor(name):
 
 def test_fake_cuda_mode_catches_a_cpu_tensor():
     """The check itself: a tensor made without device= meets a fake CUDA tensor and raises."""
-    with FakeTensorMode(allow_non_fake_inputs=False, shape_env=ShapeEnv()):
+    with fake_cuda():
         x = torch.rand(4, 2, device="cuda")
         x + torch.ones(4, 2, device=x.device)
         with pytest.raises(RuntimeError, match="device"):
@@ -351,6 +368,6 @@ def test_data_dependent_case_runs_for_real_on_cpu(name):
 def test_data_dependent_cases_still_stop(name):
     """Not covered by fake execution, for the reason given beside each case; if one now runs, move it
     to FAKE_CUDA_CASES (and the module docstring)."""
-    with FakeTensorMode(allow_non_fake_inputs=False, shape_env=ShapeEnv()):
+    with fake_cuda():
         with pytest.raises(GuardOnDataDependentSymNode):
             DATA_DEPENDENT_CASES[name]("cuda")
