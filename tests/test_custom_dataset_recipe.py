@@ -14,7 +14,6 @@ detectron2_or_skip()
 from _cli import REPO, instant_config, subprocess_env, train_net  # noqa: E402
 
 from alignment_det.data import make_synthetic_voc  # noqa: E402
-from alignment_det.engine import invoke_main  # noqa: E402
 from alignment_det.utils.metrics_file import read_metric_rows  # noqa: E402
 
 SECTION = "## Training on your own dataset"
@@ -88,5 +87,6 @@ def test_two_processes_train_on_cpu_with_a_registered_dataset(tmp_path):
 
 def test_a_missing_register_file_is_named_before_any_process_starts(tmp_path, monkeypatch):
     monkeypatch.setattr("alignment_det.engine.cli.launch", lambda *a, **k: pytest.fail("launched"))
-    with pytest.raises(FileNotFoundError, match=f"--register {tmp_path / 'nope.py'}: no such file"):
-        invoke_main(["--register", str(tmp_path / "nope.py"), "--config-file", instant_config("fcos_instant_test.py")])
+    proc = train_net("--register", tmp_path / "nope.py", "--config-file", instant_config("fcos_instant_test.py"), check=False)
+    assert proc.returncode == 1
+    assert f"FileNotFoundError: --register {tmp_path / 'nope.py'}: no such file" in proc.stderr
