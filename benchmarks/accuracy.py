@@ -135,12 +135,19 @@ def resolve_config(name: str) -> Optional[str]:
 def select_configs(pair_names: Optional[Sequence[str]], configs: Optional[Sequence[str]], log=print):
     """[(pair name or None, baseline config or None, config name, path)] in table order."""
     if configs:
+        # A config of a known pair keeps that pair (and its baseline, when the baseline is chosen
+        # too): ΔAP and the plateau check of baselines work for runs chosen one by one.
+        role = {}
+        for name, baseline, methods in DEFAULT_PAIRS + CONTROL_PAIRS:
+            for c in (baseline, *methods):
+                role.setdefault(c, (name, baseline))
         out = []
         for c in configs:
             path = resolve_config(c)
             if path is None:
                 raise FileNotFoundError(f"--configs {c}: neither a file nor a zoo config")
-            out.append((None, None, c, path))
+            pair, baseline = role.get(c, (None, None))
+            out.append((pair, baseline if baseline in configs else None, c, path))
         return out
     known = {p[0] for p in DEFAULT_PAIRS + CONTROL_PAIRS}
     wanted = [p.lower() for p in pair_names] if pair_names else [p[0] for p in DEFAULT_PAIRS]
@@ -176,21 +183,44 @@ def run_settings(
     )
 
 
+# Settings that say where a run is, not what it is: a run folder copied elsewhere (the committed
+# results under benchmarks/results/, another checkout) is the same run.
+LOCATION_KEYS = ("config_file", "run_dir")
+
+
+def _config_name(path: str) -> str:
+    """A config file's path from its ``configs/`` or ``projects/`` folder on (the same config in
+    another checkout has the same name)."""
+    parts = os.path.normpath(path).split(os.sep)
+    for i in range(len(parts) - 1, -1, -1):
+        if parts[i] in ("configs", "projects"):
+            return "/".join(parts[i:])
+    return path
+
+
+def same_run(a: dict, b: dict) -> bool:
+    """Whether two ``settings.json`` describe the same run, wherever its folder and checkout are."""
+    def what(s):
+        return dict({k: v for k, v in s.items() if k not in LOCATION_KEYS}, config=_config_name(s.get("config_file", "")))
+
+    return what(a) == what(b)
+
+
 def prepare_run_dir(run_dir: str, settings: dict) -> str:
-    """Write ``settings.json`` into ``run_dir`` (the same settings again are a no-op; other settings an
-    error) and the run config beside it; returns the config's path."""
+    """Write ``settings.json`` into ``run_dir`` (the same run again is a no-op, and a moved run folder
+    gets its new location; other settings are an error) and the run config beside it; returns the
+    config's path."""
     os.makedirs(run_dir, exist_ok=True)
     path = os.path.join(run_dir, "settings.json")
     if os.path.isfile(path):
         with open(path) as f:
-            if json.load(f) != settings:
+            if not same_run(json.load(f), settings):
                 raise RuntimeError(
                     f"{path} holds other settings (preset, datasets, overrides, register files or "
                     "evaluators changed). Use another --output, or delete that run folder to train it again."
                 )
-    else:
-        with open(path, "w") as f:
-            json.dump(settings, f, indent=1)
+    with open(path, "w") as f:  # the run config reads run_dir and config_file from here
+        json.dump(settings, f, indent=1)
     config_path = os.path.join(run_dir, "config.py")
     shutil.copyfile(RUN_CONFIG, config_path)
     return config_path

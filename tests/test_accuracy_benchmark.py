@@ -215,6 +215,27 @@ def _instant_fcos_settings(run_dir, **kw):
     return accuracy.run_settings(**{**settings, **kw})
 
 
+def test_configs_of_known_pairs_keep_their_pair():
+    selected = accuracy.select_configs(None, ["date_F_R50_1x.py", "fcos_R50.py", "hcral_atss_R50_1x.py"])
+    assert [s[:3] for s in selected] == [
+        ("fcos", "fcos_R50.py", "date_F_R50_1x.py"),
+        ("fcos", "fcos_R50.py", "fcos_R50.py"),
+        ("atss", None, "hcral_atss_R50_1x.py"),  # its baseline was not chosen: no ΔAP
+    ]
+
+
+def test_a_moved_run_folder_is_the_same_run(tmp_path):
+    # Committed results were trained in another folder and checkout: only where they are differs.
+    here = dict(config_file="/a/checkout/configs/fcos_R50.py", preset="cpu_long", seed=0, run_dir="/a/out/runs/fcos_R50/seed0")
+    moved = dict(here, config_file=str(tmp_path / "repo" / "configs" / "fcos_R50.py"), run_dir=str(tmp_path))
+    (tmp_path / "settings.json").write_text(json.dumps(here))
+    accuracy.prepare_run_dir(str(tmp_path), moved)
+    assert json.loads((tmp_path / "settings.json").read_text())["run_dir"] == str(tmp_path)  # the new place
+    for other in (dict(moved, preset="cpu"), dict(moved, config_file="/x/configs/atss_R50_1x.py")):
+        with pytest.raises(RuntimeError, match="holds other settings"):
+            accuracy.prepare_run_dir(str(tmp_path), other)
+
+
 def test_alignment_evaluator_joins_the_coco_evaluator(tmp_path):
     DatasetCatalog.get(SYNTH_VAL)  # the COCOEvaluator reads the synthetic json
     run_dir = str(tmp_path / "on")
