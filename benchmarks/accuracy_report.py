@@ -226,7 +226,7 @@ def plot_pairs(per_config: Dict[str, dict], path: str, *, title: str, steps: Seq
                         linewidth=2 if is_base else 1.3, label=f"{c['label']} (seed {r['seed']})")
         for s in steps:
             ax.axvline(s, color="grey", linestyle=":", linewidth=1)
-        label = configs[0]["label"] if configs[0]["name"] == baseline else baseline
+        label = per_config[baseline]["label"] if baseline in per_config else baseline
         ax.set(xlabel="iteration", ylabel="COCO AP (test set)", title=f"against {label}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")

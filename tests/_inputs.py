@@ -4,28 +4,32 @@ models (:func:`tiny_model`), ground truth (:func:`gt_instances`) and image batch
 import os
 
 import torch
+from _cli import instant_config
 from detectron2.config import instantiate
 from detectron2.structures import Boxes, Instances
 
 from alignment_det.config import load_config
 
 H, W = 128, 160
-INSTANT_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "quick_schedules")
 
 
 def tiny_config(config: str, *overrides: str):
     """The LazyConfig of ``config`` (a file name under ``configs/quick_schedules/`` or a path) with
     command-line style ``overrides``."""
-    path = config if os.path.sep in config else os.path.join(INSTANT_DIR, config)
+    path = config if os.path.sep in config else instant_config(config)
     return load_config(path, list(overrides))
 
 
-def tiny_model(config: str, *overrides: str, seed: int = 0) -> torch.nn.Module:
-    """The model of :func:`tiny_config`, its random init drawn after ``torch.manual_seed(seed)``
-    (in training mode, as instantiated)."""
-    cfg = tiny_config(config, *overrides)
+def model_of(cfg, seed: int = 0) -> torch.nn.Module:
+    """``cfg.model`` instantiated, its random init drawn after ``torch.manual_seed(seed)`` (in
+    training mode, as instantiated)."""
     torch.manual_seed(seed)
     return instantiate(cfg.model)
+
+
+def tiny_model(config: str, *overrides: str, seed: int = 0) -> torch.nn.Module:
+    """The model of :func:`tiny_config` (see :func:`model_of`)."""
+    return model_of(tiny_config(config, *overrides), seed)
 
 
 def gt_instances(boxes, classes, size=(H, W)) -> Instances:

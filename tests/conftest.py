@@ -8,10 +8,10 @@
 * ``forbid_inference``: fails a test when evaluation reaches inference.
 
 ``tests/_cli.py`` holds the one way to run ``train_net.py``; ``tests/_inputs.py`` the tiny models
-(``tiny_model``) and random inputs (``random_batch``, ``gt_instances``, ``crowded``) of in-process tests.
+(``tiny_config``, ``tiny_model``, ``model_of``) and random inputs (``random_batch``, ``gt_instances``) of
+in-process tests.
 """
 import dataclasses
-import json
 import os
 import re
 import sys
@@ -65,11 +65,15 @@ class InstantRun:
     def eval_only(self, *overrides: str) -> str:
         """stdout + stderr of ``--eval-only`` of ``model_final.pth`` with ``overrides`` (run once,
         into a folder of its own, so the run's metrics.json stays as training left it)."""
-        key = re.sub(r"[^\w.-]+", "_", "_".join(overrides)) or "default"
-        return _once(self._evals / key, lambda out: _train_net(
+        return _once(self._evals / (_folder_name(*overrides) or "default"), lambda out: _train_net(
             "--config-file", self.config, "--eval-only", f"train.init_checkpoint={self.final}",
             f"train.output_dir={out}", *self.overrides, *overrides,
         ))
+
+
+def _folder_name(*parts: str) -> str:
+    """A folder name for a run and its overrides (``=`` and ``/`` would break an override value)."""
+    return re.sub(r"[^\w.-]+", "_", "_".join(parts))
 
 
 def _train_net(*args) -> str:
@@ -87,8 +91,8 @@ def shared_root(tmp_path_factory) -> Path:
 
 
 def _once(folder: Path, make) -> str:
-    """``make(folder / "out")`` once for ``folder`` across processes (xdist workers); its text is
-    kept in ``folder / "log.txt"`` for the others."""
+    """``make(folder / "out")`` once for ``folder`` across processes (xdist workers); the text it
+    returns is kept in ``folder / "stdout.txt"`` for the others."""
     from filelock import FileLock
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -114,7 +118,7 @@ def instant_run(tmp_path_factory):
     def get(name: str, *overrides: str) -> InstantRun:
         key = (name, tuple(overrides))
         if key not in cache:
-            folder = root / re.sub(r"[^\w.-]+", "_", "_".join((name[: -len(".py")],) + tuple(overrides)))
+            folder = root / _folder_name(name[: -len(".py")], *overrides)
             config = instant_config(name)
             all_overrides = SHORT_RUN + tuple(overrides)
             log = _once(folder, lambda out: _train_net("--config-file", config, f"train.output_dir={out}", *all_overrides))

@@ -4,7 +4,6 @@ from _requires import detectron2_or_skip
 detectron2_or_skip()
 
 import math  # noqa: E402
-import os  # noqa: E402
 import sys  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -16,8 +15,8 @@ from detectron2.evaluation import DatasetEvaluators, inference_on_dataset  # noq
 from detectron2.layers import batched_nms  # noqa: E402
 from detectron2.modeling.meta_arch import retinanet as retinanet_module  # noqa: E402
 from detectron2.structures import Boxes, BoxMode, Instances  # noqa: E402
-from _cli import REPO, instant_config  # noqa: E402
-from _inputs import tiny_config, tiny_model  # noqa: E402
+from _cli import instant_config  # noqa: E402
+from _inputs import model_of, tiny_config  # noqa: E402
 
 from alignment_det.engine import Trainer  # noqa: E402
 from alignment_det.config import load_config  # noqa: E402
@@ -99,8 +98,8 @@ def test_candidates_are_scaled_to_the_output_resolution_and_clipped():
 
 
 def _tiny_model(name, *overrides):
-    overrides = ("model.test_score_thresh=0.0", *overrides)
-    return tiny_config(name, *overrides), tiny_model(name, *overrides).eval()
+    cfg = tiny_config(name, "model.test_score_thresh=0.0", *overrides)
+    return cfg, model_of(cfg).eval()
 
 
 def test_recorder_sees_one_final_nms_per_image_and_restores():

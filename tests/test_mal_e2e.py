@@ -18,7 +18,7 @@ from detectron2.structures import Boxes, Instances  # noqa: E402
 from detectron2.utils.events import EventStorage  # noqa: E402
 
 from _cli import train_net  # noqa: E402
-from _inputs import tiny_model  # noqa: E402
+from _inputs import model_of, tiny_config  # noqa: E402
 
 import alignment_det.modeling.meta_arch.mal as mal_module  # noqa: E402
 from alignment_det.assigners.mal_bags import selection_count  # noqa: E402
@@ -39,12 +39,12 @@ MAL_KEYS = (
 
 
 def _model_cfg(*overrides):
-    return load_config(INSTANT, list(overrides))
+    return tiny_config(INSTANT, *overrides)
 
 
 def _build(*overrides, seed=0):
     cfg = _model_cfg(*overrides)
-    model = tiny_model(INSTANT, *overrides, seed=seed)
+    model = model_of(cfg, seed)
     assert isinstance(model, MALRetinaNet)
     return model, cfg
 

@@ -15,7 +15,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from detectron2.config import LazyConfig, instantiate  # noqa: E402
 from alignment_det.modeling.meta_arch import RetinaNet  # noqa: E402
-from detectron2.structures import Boxes, Instances, pairwise_iou  # noqa: E402
+from detectron2.structures import Boxes, pairwise_iou  # noqa: E402
 from detectron2.utils.events import EventStorage  # noqa: E402
 
 from _inputs import gt_instances, random_batch, tiny_model  # noqa: E402
