@@ -101,7 +101,7 @@ def gpu_setting() -> Setting:
 
 def dry_run_setting() -> Setting:
     return Setting(
-        device="cpu", dtypes=("float32", "bfloat16"), instant_iters=2, one_job_per_worker=False,
+        device="cpu", dtypes=("float32", "bfloat16"), instant_iters=1, one_job_per_worker=False,
         compare_size=(64, 96), compare_batch=1, boxes=(3,), iters=1, warmup=0, nms_iters=1,
         ddp_iters=1, compare_parallel=2,
     )
@@ -199,6 +199,14 @@ def _losses(output_dir: str) -> dict:
     )
 
 
+def _drop_checkpoints(output_dir: str) -> None:
+    """Delete a finished job's ``model_*.pth``: the check keeps its numbers, not its weights (about
+    100 MB per job, 2 GB for a full run, and ``$OUT`` of the device tool brings back what is left)."""
+    for name in os.listdir(output_dir):
+        if name.startswith("model_") and name.endswith(".pth"):
+            os.remove(os.path.join(output_dir, name))
+
+
 def run_instant(job: dict) -> dict:
     """Train an instant test ``max_iter`` iterations in ``dtype``, then ``--eval-only`` its final weights."""
     from alignment_det.engine.cli import argument_parser, main
@@ -220,6 +228,7 @@ def run_instant(job: dict) -> dict:
          f"train.output_dir={os.path.join(out, 'eval_only')}"]
     ))
     losses = _losses(out)
+    _drop_checkpoints(out)
     return dict(
         status="nan" if losses["loss_nan"] else "ok", train_s=train_s, eval_s=time.perf_counter() - t0,
         ap_train_end=_ap(trained), ap_eval_only=_ap(evaluated), **losses,
@@ -266,6 +275,7 @@ def run_ddp(job: dict) -> dict:
     series = read_metrics(out, finite_only=False)
     ap = series.get("bbox/AP", ([], []))[1]
     losses = _losses(out)
+    _drop_checkpoints(out)
     return dict(status="nan" if losses["loss_nan"] else "ok", train_s=time.perf_counter() - t0,
                 ap_train_end=ap[-1] if ap else None, iterations=max(series["total_loss"][0]) + 1, **losses)
 

@@ -5,6 +5,7 @@
   metrics or an ``--eval-only`` of it. Tests must not write into its folder; they copy it first.
 * ``once_per_session(name, make)``: ``make(folder)`` run once across xdist workers (module
   fixtures whose work is too costly to repeat per worker), returning ``(folder, text)``.
+* ``two_process_run``: the session's one ``--num-gpus 2`` training (ALWA, a ``--register``-ed dataset).
 * ``forbid_inference``: fails a test when evaluation reaches inference.
 
 ``tests/_cli.py`` holds the one way to run ``train_net.py``; ``tests/_inputs.py`` the tiny models
@@ -38,7 +39,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
         pass
 
 # The short instant run: enough iterations for every loss and logged scalar to appear, with a
-# metrics line per iteration and checkpoints at iterations 4 and 9.
+# metrics line per iteration and a checkpoint at iteration 4 (resume tests) beside model_final.pth.
 SHORT_RUN = ("train.max_iter=10", "train.log_period=1", "train.checkpointer.period=5")
 
 
@@ -83,6 +84,13 @@ def _train_net(*args) -> str:
     return proc.stdout + proc.stderr
 
 
+def _drop_last_periodic(output: Path, log: str) -> str:
+    """Delete ``model_0000009.pth``: SHORT_RUN's last periodic checkpoint holds the weights of
+    ``model_final.pth`` (no test reads it), and each is ~95 MB of the suite's disk use."""
+    (output / "model_0000009.pth").unlink(missing_ok=True)
+    return log
+
+
 def shared_root(tmp_path_factory) -> Path:
     """A folder every pytest-xdist worker of this session sees (the parent of their base temp
     folders), or this process's base temp folder without xdist."""
@@ -121,7 +129,8 @@ def instant_run(tmp_path_factory):
             folder = root / _folder_name(name[: -len(".py")], *overrides)
             config = instant_config(name)
             all_overrides = SHORT_RUN + tuple(overrides)
-            log = _once(folder, lambda out: _train_net("--config-file", config, f"train.output_dir={out}", *all_overrides))
+            log = _once(folder, lambda out: _drop_last_periodic(out, _train_net(
+                "--config-file", config, f"train.output_dir={out}", *all_overrides)))
             cache[key] = InstantRun(folder / "out", config, tuple(overrides), log, folder / "evals")
         return cache[key]
 
@@ -141,6 +150,52 @@ def once_per_session(tmp_path_factory):
     return get
 
 
+@dataclasses.dataclass(frozen=True)
+class TwoProcessRun:
+    """The session's one ``train_net.py --num-gpus 2`` training (see :func:`two_process_run`)."""
+
+    output: Path
+    config: str
+    register: Path
+    log: str
+
+
+# The ALWA instant test on a VOC folder that only a --register file knows, trained by two CPU
+# processes (gloo): one spawn serves the checks that need two ranks in training (--register in
+# every process, ALWA's all-reduced windows in the checkpoint). ALWA updates α every 4 iterations.
+TWO_PROCESS_OVERRIDES = (
+    "dataloader.train.dataset.names=ad_gpus_train", "dataloader.test.dataset.names=ad_gpus_val",
+    "model.alwa.period=4", "train.max_iter=10", "train.checkpointer.period=1000",
+)
+
+
+@pytest.fixture(scope="session")
+def two_process_run(once_per_session):
+    """A :class:`TwoProcessRun`: ``retinanet_alwa_instant_test.py`` with
+    :data:`TWO_PROCESS_OVERRIDES`, ``--num-gpus 2 --dist-url auto --register <file>``, once."""
+    from _cli import instant_config
+
+    config = instant_config("retinanet_alwa_instant_test.py")
+
+    def make(out: Path) -> str:
+        from alignment_det.data import make_synthetic_voc
+
+        data = out.parent / "data"
+        make_synthetic_voc(str(data / "voc"), {"train": 4, "val": 2})
+        register = data / "register_tiny_voc.py"
+        register.write_text(
+            "from alignment_det.data import SYNTHETIC_CLASSES, register_voc\n"
+            f"register_voc('ad_gpus_train', {str(data / 'voc')!r}, 'train', class_names=SYNTHETIC_CLASSES)\n"
+            f"register_voc('ad_gpus_val', {str(data / 'voc')!r}, 'val', class_names=SYNTHETIC_CLASSES)\n"
+        )
+        # --dist-url auto: a free port (the default one is fixed per user and collides).
+        return _train_net("--num-gpus", "2", "--dist-url", "auto", "--register", register, "--config-file", config,
+                          f"train.output_dir={out}", *TWO_PROCESS_OVERRIDES)
+
+    out, log = once_per_session("two_process_run", make)
+    return TwoProcessRun(out, config, out.parent / "data" / "register_tiny_voc.py", log)
+
+
 @pytest.fixture
 def forbid_inference(monkeypatch):
     """Fails the test when ``Trainer.test`` reaches inference: for checks that must come first."""
@@ -158,7 +213,6 @@ LONGEST_FIRST = (
     "test_engine_e2e.py::test_instant_fcos_learns",
     "test_launch_lock.py::test_killed_launcher",
     "test_alwa_e2e.py::test_train_net_two_processes",
-    "test_custom_dataset_recipe.py::test_two_processes",
     "test_accuracy_benchmark.py::test_end_to_end",
     "test_accuracy_benchmark.py::test_register_file",
     "test_mal_e2e.py::test_two_process",

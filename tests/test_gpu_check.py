@@ -70,8 +70,9 @@ def test_fp32_instant_tests_train_and_evaluate(dry_run):
         assert r["loss_nan"] is False and math.isfinite(r["last_total_loss"]), r
         # the end-of-training evaluation and --eval-only see the same fp32 weights
         assert r["ap_train_end"] == r["ap_eval_only"], r
-        assert os.path.isfile(os.path.join(r["output_dir"], "model_final.pth"))
         assert os.path.isfile(os.path.join(r["output_dir"], "eval_only", "metrics.json")), "no --eval-only run"
+        # --eval-only read model_final.pth; then the check dropped it (it keeps numbers, not weights)
+        assert not [f for f in os.listdir(r["output_dir"]) if f.endswith(".pth") and f.startswith("model_")], r
 
 
 @pytest.mark.xfail(not cpu_bf16_autocast_supported(), strict=True,
