@@ -308,15 +308,13 @@ def test_two_processes_without_sync_diverge(two_rank_runs):
     assert r0["alphas"] != r1["alphas"]
 
 
-def test_train_net_two_processes_checkpoints_alwa_state(tmp_path):
-    train_net(
-        # auto: a free port; the default port is fixed per user and collides with other runs.
-        "--config-file", ALWA_INSTANT, "--num-gpus", "2", "--dist-url", "auto", f"train.output_dir={tmp_path}",
-        "model.alwa.period=4", "train.max_iter=10", "train.checkpointer.period=1000",
-    )
-    logged = {m["iteration"]: m["alwa_weight"] for m in read_metric_rows(tmp_path) if "alwa_weight" in m}
+def test_train_net_two_processes_checkpoints_alwa_state(two_process_run):
+    # The shared two-process run: ALWA instant test, period 4, 10 iterations.
+    assert two_process_run.config == ALWA_INSTANT
+    out = two_process_run.output
+    logged = {m["iteration"]: m["alwa_weight"] for m in read_metric_rows(out) if "alwa_weight" in m}
     assert sorted(logged) == list(range(10)), "alwa_weight must be logged every iteration"
-    final = torch.load(tmp_path / "model_final.pth", weights_only=False)["model"]
+    final = torch.load(out / "model_final.pth", weights_only=False)["model"]
     assert ALWA_KEYS <= set(final), "alwa.* (not module.alwa.*) must be in the checkpoint"
     # Updates after iterations 3 and 7; iterations 8-9 applied (and logged) the α of the
     # second update, which is still the checkpoint's α; two values wait in the window.
