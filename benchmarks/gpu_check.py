@@ -23,9 +23,10 @@ use passes on to the next ones):
    model's would: with random weights no score passes its 0.2 threshold and NMS has nothing to do.
 4. ``ddp``: ``train_net.py --num-gpus 2`` on an instant test when more than one GPU is visible.
 
-``--dry-run`` runs all four on CPU at the smallest sizes (2 iterations, 64x96 images, one box
-count; fp32 and bf16, the only CPU autocast dtype; DDP as 2 CPU processes over gloo), in about
-100 s of CPU time: ``tests/test_gpu_check.py`` runs it so that this script cannot rot while no GPU is lent.
+``--dry-run`` runs all four on CPU at the smallest sizes (1 iteration, evaluation on the 4 images
+of ``synthetic_shapes_mini``, 64x96 images, one box count; fp32 and bf16, the only CPU autocast
+dtype; DDP as 2 CPU processes over gloo), in about 100 s on 2 cores: ``tests/test_gpu_check.py``
+runs it so that this script cannot rot while no GPU is lent.
 
 Writes ``OUTPUT_DIR/gpu_check.md`` and ``OUTPUT_DIR/gpu_check.json``, rewritten whenever a result
 arrives, so a run cut short still leaves everything finished until then. Each part runs in worker
@@ -89,6 +90,8 @@ class Setting:
     nms_iters: int
     ddp_iters: int
     compare_parallel: int  # 1 on a GPU: timings must not share the device
+    # instant and DDP jobs evaluate on this dataset (None: the config's own, synthetic_shapes_val)
+    instant_test_dataset: Optional[str] = None
 
 
 def gpu_setting() -> Setting:
@@ -103,7 +106,7 @@ def dry_run_setting() -> Setting:
     return Setting(
         device="cpu", dtypes=("float32", "bfloat16"), instant_iters=1, one_job_per_worker=False,
         compare_size=(64, 96), compare_batch=1, boxes=(3,), iters=1, warmup=0, nms_iters=1,
-        ddp_iters=1, compare_parallel=2,
+        ddp_iters=1, compare_parallel=2, instant_test_dataset="synthetic_shapes_mini",
     )
 
 
@@ -111,7 +114,7 @@ def cpu_setting() -> Setting:
     """``--cpu``: the instant tests at their full 100 iterations on CPU in fp32 and bf16 (the CPU
     autocast dtype), to compare AP and NaNs across dtypes where no GPU is lent; other parts at the
     dry run's sizes."""
-    return dataclasses.replace(dry_run_setting(), instant_iters=100)
+    return dataclasses.replace(dry_run_setting(), instant_iters=100, instant_test_dataset=None)
 
 
 def instant_configs() -> List[str]:
@@ -134,7 +137,7 @@ def plan(setting: Setting, output: str, *, visible_gpus: int) -> Dict[str, dict]
     parts = {}
     instant = [
         dict(id=f"instant/{cfg}/{dtype}", config=cfg, dtype=dtype, device=setting.device, max_iter=setting.instant_iters,
-             output_dir=os.path.join(output, "runs", "instant", cfg[: -len(".py")], dtype))
+             test_dataset=setting.instant_test_dataset, output_dir=os.path.join(output, "runs", "instant", cfg[: -len(".py")], dtype))
         for dtype in setting.dtypes for cfg in instant_configs()
     ]
     parallel = min(8, max(1, (os.cpu_count() or 2) // 2)) if setting.one_job_per_worker else 2
@@ -153,7 +156,7 @@ def plan(setting: Setting, output: str, *, visible_gpus: int) -> Dict[str, dict]
     nms = [compare_job("date_nms", label, base, method, setting.boxes[0], setting.nms_iters, ("infer",), DATE_NMS_OPTS_A)]
     parts["date_nms"] = dict(jobs=nms, parallel=1, chunks=[[0]])
     ddp = [dict(id=f"ddp/{DDP_CONFIG}", config=DDP_CONFIG, device=setting.device, max_iter=setting.ddp_iters,
-                output_dir=os.path.join(output, "runs", "ddp", DDP_CONFIG[: -len(".py")]))]
+                test_dataset=setting.instant_test_dataset, output_dir=os.path.join(output, "runs", "ddp", DDP_CONFIG[: -len(".py")]))]
     skip = None
     if setting.device == "cuda" and visible_gpus < 2:
         skip = f"{visible_gpus} GPU visible: the 2-process DDP run needs 2"
@@ -207,12 +210,16 @@ def _drop_checkpoints(output_dir: str) -> None:
             os.remove(os.path.join(output_dir, name))
 
 
+def _test_dataset_overrides(job: dict) -> List[str]:
+    return [f"dataloader.test.dataset.names={job['test_dataset']}"] if job.get("test_dataset") else []
+
+
 def run_instant(job: dict) -> dict:
     """Train an instant test ``max_iter`` iterations in ``dtype``, then ``--eval-only`` its final weights."""
     from alignment_det.engine.cli import argument_parser, main
 
     config = os.path.join(REPO, "configs", "quick_schedules", job["config"])
-    overrides = [f"train.device={job['device']}", *amp_overrides(job["dtype"])]
+    overrides = [f"train.device={job['device']}", *amp_overrides(job["dtype"]), *_test_dataset_overrides(job)]
     out = job["output_dir"]
     t0 = time.perf_counter()
     try:
@@ -271,7 +278,7 @@ def run_ddp(job: dict) -> dict:
     t0 = time.perf_counter()
     invoke_main(["--config-file", os.path.join(REPO, "configs", "quick_schedules", job["config"]), "--num-gpus", "2",
                  "--dist-url", "auto", f"train.device={job['device']}", f"train.max_iter={job['max_iter']}",
-                 f"train.output_dir={out}"])
+                 f"train.output_dir={out}", *_test_dataset_overrides(job)])
     series = read_metrics(out, finite_only=False)
     ap = series.get("bbox/AP", ([], []))[1]
     losses = _losses(out)

@@ -18,7 +18,8 @@ from detectron2.data.datasets import load_coco_json
 from alignment_det.utils.optional import import_optional
 
 SYNTHETIC_CLASSES = ("rectangle", "ellipse", "triangle")
-SYNTHETIC_SPLITS = {"synthetic_shapes_train": (64, 0), "synthetic_shapes_val": (16, 1)}  # (images, seed)
+# (images, seed). ``mini``: for smoke runs where evaluation only has to run, not to mean much.
+SYNTHETIC_SPLITS = {"synthetic_shapes_train": (64, 0), "synthetic_shapes_val": (16, 1), "synthetic_shapes_mini": (4, 2)}
 _VERSION = "v1"
 
 
@@ -161,7 +162,7 @@ def make_synthetic_voc(
 
 
 def register_synthetic_datasets() -> None:
-    """Register ``synthetic_shapes_train`` / ``synthetic_shapes_val`` (idempotent, lazy)."""
+    """Register ``synthetic_shapes_train`` / ``_val`` / ``_mini`` (idempotent, lazy)."""
     for name, (num_images, seed) in SYNTHETIC_SPLITS.items():
         if name in DatasetCatalog.list():
             continue
