@@ -18,7 +18,12 @@ def test_the_folder_comes_from_the_variable(monkeypatch, tmp_path, name):
     monkeypatch.setenv(f"ALIGNMENT_DET_{name.upper()}", str(tmp_path / "mine"))
     assert builtin.benchmark_root(name) == str(tmp_path / "mine")
     monkeypatch.delenv(f"ALIGNMENT_DET_{name.upper()}")
-    assert builtin.benchmark_root(name).endswith(os.path.join("shared", "data", name))
+    # else Detectron2's dataset root, as for COCO: $DETECTRON2_DATASETS, default ./datasets
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path / "d2"))
+    assert builtin.benchmark_root(name) == str(tmp_path / "d2" / name)
+    monkeypatch.delenv("DETECTRON2_DATASETS")
+    monkeypatch.chdir(tmp_path)
+    assert builtin.benchmark_root(name) == str(tmp_path / "datasets" / name)
 
 
 def test_a_missing_set_names_its_variable(tmp_path):

@@ -2,7 +2,8 @@
 
 * ``synthetic_shapes_train`` / ``synthetic_shapes_val``: coloured shapes, written on first use;
 * the two small real benchmark sets (COCO json), each a ``<name>_train`` / ``<name>_test`` pair read
-  from ``$ALIGNMENT_DET_<NAME>`` or, by default, ``../shared/data/<name>`` beside a checkout:
+  from ``$ALIGNMENT_DET_<NAME>`` or, by default, ``$DETECTRON2_DATASETS/<name>`` (``./datasets/<name>``
+  when that variable is unset, as for Detectron2's own datasets):
 
   - ``cards``: playing cards, 6 classes, about 2 boxes per image (sparse);
   - ``chess``: chess pieces, 12 classes, about 10 boxes per image (dense).
@@ -31,9 +32,10 @@ def benchmark_env_var(name: str) -> str:
 
 
 def benchmark_root(name: str) -> str:
-    """The folder of benchmark set ``name``: ``$ALIGNMENT_DET_<NAME>`` or ``../shared/data/<name>``
-    beside a checkout. It holds ``train.json``, ``test.json``, ``train/`` and ``test/``."""
-    default = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", name)
+    """The folder of benchmark set ``name``: ``$ALIGNMENT_DET_<NAME>``, else ``<name>`` under
+    Detectron2's dataset root (``$DETECTRON2_DATASETS``, default ``datasets``). It holds
+    ``train.json``, ``test.json``, ``train/`` and ``test/``."""
+    default = os.path.join(os.environ.get("DETECTRON2_DATASETS", "datasets"), name)
     return os.path.abspath(os.environ.get(benchmark_env_var(name), default))
 
 
@@ -43,7 +45,8 @@ def _register_missing(split_name: str, name: str, root: str) -> None:
         return
     message = (
         f"Dataset {split_name!r} ({BENCHMARK_DATASETS[name]}) was looked for in {root}, which does not exist. "
-        f"Set {benchmark_env_var(name)} to the folder that holds its train.json, test.json, train/ and test/."
+        f"Set {benchmark_env_var(name)} to the folder that holds its train.json, test.json, train/ and test/, "
+        f"or put that folder at $DETECTRON2_DATASETS/{name}."
     )
 
     def missing():
