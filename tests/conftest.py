@@ -221,6 +221,13 @@ LONGEST_FIRST = (
 )
 
 
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto``: one worker more than cores. A worker that waits (for a shared run another worker
+    trains, a subprocess's poll or sleep) would leave its core idle; measured on 2 cores, 3 workers
+    ran the suite in 448 s against 467 s for 2, with the cores busy 96 % of the time."""
+    return (os.cpu_count() or 1) + 1
+
+
 def pytest_collection_modifyitems(items):
     def rank(item):
         return next((i for i, key in enumerate(LONGEST_FIRST) if key in item.nodeid), len(LONGEST_FIRST))
