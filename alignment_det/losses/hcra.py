@@ -11,7 +11,7 @@ Every modulating factor is computed without gradient (the paper detaches them al
            = clamp(1 - u·(u - μ)², 0, 1)    if y = 0           (μ = 0.7; literal formula)
     RCI    = p - u + α_c
     f(RCI) = σ(-θ·RCI) if RCI < 0 else 0    positives, "mirrored" (default)
-           = σ(+θ·RCI) if RCI > 0 else 0    positives, "literal" (paper Eq. 5 as printed)
+           = σ(+θ·RCI) if p > u else 0      positives, "literal" (paper Eq. 5 as printed)
            = 1                              negatives
     L_cls  = (1 / tot) · Σ β·ω·f(RCI)·BCEWithLogits(x, y)
 
