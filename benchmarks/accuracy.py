@@ -28,7 +28,7 @@ an error (use another ``--output``).
 
 Writes to OUTPUT (``benchmarks/accuracy_report.py``): ``results.md`` (AP, AP50, AP75 as mean ±
 sample std over seeds, the difference to the pair's baseline, the alignment measures of
-``alignment_det.evaluation.AlignmentEvaluator``, time per iteration, wall time per run, and the
+``alignment_det.evaluation.AlignmentEvaluator``, time per iteration, training time per run (from it), and the
 plateau check of each baseline: AP before the first lr drop against AP a quarter of the schedule
 earlier), ``results.json`` (every number, per run and aggregated), ``curves.png`` (total loss and AP
 over iterations, all runs overlaid) and ``pairs.png`` (AP over iterations, one panel per baseline).

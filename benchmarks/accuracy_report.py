@@ -75,7 +75,7 @@ def mean_std(values: Sequence[float]):
 
 
 def aggregate(runs: Sequence[dict]) -> dict:
-    """Mean and spread over seeds of every metric, time per iteration and wall time."""
+    """Mean and spread over seeds of every metric; median time per iteration, wall, CPU and training time."""
     done = [r for r in runs if not r.get("failed")]
     keys = sorted({k for r in done for k in r["metrics"]})
     out = {"seeds": len(done), "failed": len(runs) - len(done), "metrics": {}}
@@ -85,6 +85,10 @@ def aggregate(runs: Sequence[dict]) -> dict:
     for k in ("s_per_iter", "wall_s", "cpu_s"):
         vals = [r[k] for r in done if r.get(k) is not None]
         out[k] = statistics.median(vals) if vals else None
+    # Training time from the logged time per iteration: a resumed run's wall_s and cpu_s hold only
+    # the attempts that ended (one killed with its machine leaves no record), this holds them all.
+    train = [r["s_per_iter"] * r["evaluated_at"] for r in done if r.get("s_per_iter") and r.get("evaluated_at")]
+    out["train_s"] = statistics.median(train) if train else None
     return out
 
 
@@ -105,7 +109,7 @@ def _duration(seconds):
 def markdown_table(rows: Sequence[dict], *, alignment_keys: Sequence[str]) -> str:
     """rows: dicts with pair, label, config, optimizer, agg, baseline_agg (or None)."""
     head = ["pair", "method", "config", "optimizer, lr", "seeds", "AP", "AP50", "AP75", "ΔAP vs baseline"]
-    head += [k[len(ALIGNMENT_PREFIX):] for k in alignment_keys] + ["s / it", "wall / run", "CPU time / run"]
+    head += [k[len(ALIGNMENT_PREFIX):] for k in alignment_keys] + ["s / it", "training time / run"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         agg, base = row["agg"], row["baseline_agg"]
@@ -118,8 +122,7 @@ def markdown_table(rows: Sequence[dict], *, alignment_keys: Sequence[str]) -> st
         else:
             cells.append(f"{m[COCO_KEYS[0]]['mean'] - base['metrics'][COCO_KEYS[0]]['mean']:+.1f}")
         cells += [_fmt(m.get(k, {}).get("mean"), m.get(k, {}).get("std"), digits=3) for k in alignment_keys]
-        cells += [f"{agg['s_per_iter']:.2f} s" if agg["s_per_iter"] else "—", _duration(agg["wall_s"]),
-                  _duration(agg["cpu_s"])]
+        cells += [f"{agg['s_per_iter']:.2f} s" if agg["s_per_iter"] else "—", _duration(agg["train_s"])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -268,14 +268,17 @@ def test_a_pair_with_a_missing_config_is_skipped_with_a_note(monkeypatch):
 
 # ------------------------------------------------------------------------------------ report
 def test_mean_and_spread_over_seeds():
-    runs = [dict(metrics={"bbox/AP": 30.0, "bbox/AP50": 50.0}, s_per_iter=0.5, wall_s=100.0),
-            dict(metrics={"bbox/AP": 34.0, "bbox/AP50": 54.0}, s_per_iter=0.7, wall_s=140.0),
+    runs = [dict(metrics={"bbox/AP": 30.0, "bbox/AP50": 50.0}, s_per_iter=0.5, wall_s=100.0, evaluated_at=200),
+            dict(metrics={"bbox/AP": 34.0, "bbox/AP50": 54.0}, s_per_iter=0.7, wall_s=40.0, evaluated_at=200),
             dict(failed=True)]
     agg = accuracy_report.aggregate(runs)
     # mean (30 + 34) / 2 = 32; sample std sqrt(((30-32)^2 + (34-32)^2) / (2-1)) = sqrt(8) = 2.83
     assert agg["metrics"]["bbox/AP"]["mean"] == 32.0
     assert math.isclose(agg["metrics"]["bbox/AP"]["std"], math.sqrt(8))
-    assert (agg["seeds"], agg["failed"], agg["s_per_iter"], agg["wall_s"]) == (2, 1, 0.6, 120.0)
+    assert (agg["seeds"], agg["failed"], agg["s_per_iter"], agg["wall_s"]) == (2, 1, 0.6, 70.0)
+    # training time from s/it x iterations (median of 100 s and 140 s), whatever wall_s recorded:
+    # the second run was resumed after an attempt that left no record
+    assert agg["train_s"] == 120.0
     base = accuracy_report.aggregate([dict(metrics={"bbox/AP": 29.0}, s_per_iter=0.4, wall_s=90.0)])
     assert base["metrics"]["bbox/AP"]["std"] is None  # one seed: no spread
     table = accuracy_report.markdown_table(
@@ -286,6 +289,7 @@ def test_mean_and_spread_over_seeds():
     lines = table.splitlines()
     assert "| 29.0 |" in lines[2] and "(baseline)" in lines[2]
     assert "| 32.0 ± 2.8 | 52.0 ± 2.8 | — | +3.0 |" in lines[3] and "(+1 failed)" in lines[3]
+    assert lines[3].endswith("| 0.60 s | 2.0 min |") and "training time / run" in lines[0]
 
 
 def test_alignment_columns():
