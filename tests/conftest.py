@@ -156,7 +156,6 @@ class TwoProcessRun:
 
     output: Path
     config: str
-    register: Path
     log: str
 
 
@@ -193,7 +192,7 @@ def two_process_run(once_per_session):
                           f"train.output_dir={out}", *TWO_PROCESS_OVERRIDES)
 
     out, log = once_per_session("two_process_run", make)
-    return TwoProcessRun(out, config, out.parent / "data" / "register_tiny_voc.py", log)
+    return TwoProcessRun(out, config, log)
 
 
 @pytest.fixture

@@ -317,19 +317,13 @@ def _tensors(out):
             yield from _tensors(v)
 
 
+@contextlib.contextmanager
 def fake_cuda():
     """FakeTensorMode on fake CUDA tensors, with TorchScript's optimising executor off: a scripted
     function (the focal loss) first run on fake CUDA tensors would otherwise be specialised for a
     CUDA fuser, and every later call in the process, on real CPU tensors too, fails loading
     libcuda (seen when pytest-xdist ran these cases before any CPU call of it in a worker)."""
-    return _stacked(torch.jit.optimized_execution(False), FakeTensorMode(allow_non_fake_inputs=False, shape_env=ShapeEnv()))
-
-
-@contextlib.contextmanager
-def _stacked(*contexts):
-    with contextlib.ExitStack() as stack:
-        for c in contexts:
-            stack.enter_context(c)
+    with torch.jit.optimized_execution(False), FakeTensorMode(allow_non_fake_inputs=False, shape_env=ShapeEnv()):
         yield
 
 
