@@ -73,6 +73,15 @@ def eval_only(run, output_dir, *options):
                      f"train.init_checkpoint={run['checkpoint']}", f"train.output_dir={output_dir}", thresh)
 
 
+def evaluated(run):
+    """(folder, stdout + stderr) of ``--eval-only`` of ``run`` without options, evaluated once per
+    worker: three tests read the same one-process evaluation."""
+    if "evaluated" not in run:
+        proc = eval_only(run, run["root"] / "eval")
+        run["evaluated"] = (run["root"] / "eval", proc.stdout + proc.stderr)
+    return run["evaluated"]
+
+
 def _eval_row(output_dir):
     rows = [r for r in read_metric_rows(output_dir) if any(k.startswith("alignment/") for k in r)]
     assert len(rows) == 1, rows
@@ -81,9 +90,7 @@ def _eval_row(output_dir):
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_eval_only_prints_the_table_and_writes_metrics_json(runs, name):
-    out = runs[name]["root"] / "eval"
-    proc = eval_only(runs[name], out)
-    log = proc.stdout + proc.stderr
+    out, log = evaluated(runs[name])
     coco, align = log.find("Evaluation results for bbox"), log.find("Alignment metrics (score vs localisation)")
     assert 0 <= coco < align, "the alignment table comes after the COCO table"
     row = _eval_row(out)
@@ -104,10 +111,10 @@ def _same(a, b, rel=1e-9):
 
 def test_two_processes_give_the_numbers_of_one(runs, tmp_path):
     run = runs["retinanet_instant_test.py"]
-    eval_only(run, tmp_path / "one")
+    one_dir, _ = evaluated(run)
     proc = eval_only(run, tmp_path / "two", "--num-gpus", "2", "--dist-url", "auto")
     assert "World size: 2" in proc.stdout + proc.stderr
-    one, two = _eval_row(tmp_path / "one"), _eval_row(tmp_path / "two")
+    one, two = _eval_row(one_dir), _eval_row(tmp_path / "two")
     keys = [k for k in one if k.startswith("alignment/")]
     assert keys and all(_same(one[k], two[k]) for k in keys), {k: (one[k], two[k]) for k in keys if not _same(one[k], two[k])}
 
@@ -126,8 +133,7 @@ def test_analyze_alignment_from_checkpoint_and_from_saved_detections(runs, tmp_p
     from alignment_det.data.synthetic import cache_root
 
     run = runs["retinanet_instant_test.py"]
-    eval_dir = tmp_path / "eval"
-    eval_only(run, eval_dir)
+    eval_dir, _ = evaluated(run)
     gt = os.path.join(cache_root(), "synthetic_shapes_v1", "synthetic_shapes_val", "annotations.json")
     out = tmp_path / "analysis"
     proc = subprocess.run(

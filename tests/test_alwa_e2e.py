@@ -350,6 +350,8 @@ model.alwa.variant = "ALWA_1"
 model.alwa.stats_on = "raw"
 train.max_iter = 14
 train.checkpointer.period = 6
+# each run evaluates at its end; the 4-image split keeps that short (the test reads weights)
+dataloader.test.dataset.names = "synthetic_shapes_mini"
 '''
 
 

@@ -80,15 +80,15 @@ def printed(out, where="the sample"):
 def threshold_above_blank(cfg_file, ckpt, key):
     """A score threshold just above every eager score on the blank image (0 if it has no detection
     at threshold 0): the blank then has no candidate, while the sample, where random weights score
-    higher at some locations, keeps thousands."""
+    higher at some locations, keeps thousands. Returns it with the blank (1, 3, H, W) batch."""
     from alignment_det.engine import build_eval_model
 
     cfg = load_config(cfg_file, [f"{key}=0.0"])
     model = build_eval_model(cfg, ckpt)
-    blank = export.blank_like(model, export.load_sample_image(cfg, None)[None])[0]
+    blank = export.blank_like(model, export.load_sample_image(cfg, None)[None])
     with torch.no_grad():
-        scores = model([{"image": blank}])[0]["instances"].scores
-    return float(scores.max()) * (1 + 1e-3) if len(scores) else 0.0
+        scores = model([{"image": blank[0]}])[0]["instances"].scores
+    return (float(scores.max()) * (1 + 1e-3) if len(scores) else 0.0), blank
 
 
 def run_file(fmt, path, images):
@@ -195,7 +195,8 @@ def test_a_check_without_detections_warns(tmp_path, capsys):
 def test_nms_methods_export_and_run_on_a_blank_image(name, config, thresh_key, fmt, tmp_path, capsys):
     cfg_file = instant_config(config)
     ckpt = random_checkpoint(cfg_file, tmp_path / "m.pth")
-    thresh = f"{thresh_key}={threshold_above_blank(cfg_file, ckpt, thresh_key)}"
+    threshold, blank = threshold_above_blank(cfg_file, ckpt, thresh_key)
+    thresh = f"{thresh_key}={threshold}"
     out_file = tmp_path / f"m.{fmt}"
     rc, out, err = run_tool(
         capsys, "--config-file", cfg_file, "--checkpoint", ckpt, "--format", fmt, "--output", out_file,
@@ -215,10 +216,7 @@ def test_nms_methods_export_and_run_on_a_blank_image(name, config, thresh_key, f
         assert "torchvision::nms" in str(torch.jit.load(str(out_file)).inlined_graph)
 
     # The file itself on a blank image: DATE's interface, only padding rows.
-    cfg = load_config(cfg_file, [thresh])
-    image = export.load_sample_image(cfg, None)[None]
-    model = instantiate(cfg.model)
-    (boxes, scores, classes), names = run_file(fmt, out_file, export.blank_like(model, image))
+    (boxes, scores, classes), names = run_file(fmt, out_file, blank)
     D = boxes.shape[1]
     assert boxes.shape == (1, D, 4) and scores.shape == classes.shape == (1, D) and D >= n
     assert torch.all(classes == -1) and torch.all(scores == 0) and torch.all(boxes == 0)
