@@ -31,6 +31,7 @@ _spec.loader.exec_module(accuracy)
 import accuracy_report  # noqa: E402  benchmarks/ is on sys.path once accuracy.py is loaded
 
 SYNTH_TRAIN, SYNTH_VAL = "synthetic_shapes_train", "synthetic_shapes_val"
+SYNTH_MINI = "synthetic_shapes_mini"  # 4 images: the end-to-end runs' evaluation set (what they check is not AP)
 
 
 def default_configs():
@@ -447,8 +448,8 @@ def test_a_run_that_stops_early_is_reported_failed(tmp_path):
 def test_register_file_reaches_every_training_process(tmp_path):
     """A dataset registered only by --register trains under --num-gpus 2 (two spawned workers, both
     building the train loader) and is evaluated."""
-    DatasetCatalog.get(SYNTH_VAL)  # writes the synthetic files once
-    meta = MetadataCatalog.get(SYNTH_VAL)
+    DatasetCatalog.get(SYNTH_MINI)  # writes the synthetic files once
+    meta = MetadataCatalog.get(SYNTH_MINI)
     register = tmp_path / "my_datasets.py"
     register.write_text(
         "from alignment_det.data import register_coco_json\n"
@@ -471,7 +472,7 @@ def test_end_to_end_table_curves_and_resume(tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     out = tmp_path / "out"
     argv = ["--preset", "instant", "--max-iter", "3", "--configs", "retinanet_R50.py", "retinanet_conf_R50.py",
-            "--seeds", "0", "--train-dataset", SYNTH_TRAIN, "--test-dataset", SYNTH_VAL, "--output", str(out)]
+            "--seeds", "0", "--train-dataset", SYNTH_TRAIN, "--test-dataset", SYNTH_MINI, "--output", str(out)]
     report = accuracy.main(argv)
     table = (out / "results.md").read_text()
     assert "| RetinaNet | `retinanet_R50.py` | SGD 0.01, clip 10 | 1 |" in table

@@ -209,7 +209,9 @@ def test_killed_while_writing_model_final_then_resumed(tmp_path):
     out = tmp_path / "run"
     script = tmp_path / "kill_during_save.py"
     script.write_text(KILL_DURING_FINAL_SAVE)
-    common = (f"train.output_dir={out}", "train.max_iter=8", "train.checkpointer.period=3")
+    # each finished run evaluates; on the 4-image split (the test reads checkpoints)
+    common = (f"train.output_dir={out}", "train.max_iter=8", "train.checkpointer.period=3",
+              "dataloader.test.dataset.names=synthetic_shapes_mini")
     proc = run_script(str(script), "--config-file", FCOS, *common, check=False)
     assert proc.returncode == -9, proc.stderr[-2000:]
     # Every checkpoint file left is complete, and last_checkpoint names the newest one.

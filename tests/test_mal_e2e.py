@@ -255,7 +255,7 @@ def test_instant_test_train_then_eval_only(instant_run):
 def test_two_process_cpu_training(tmp_path):
     out_dir = tmp_path / "mal_ddp"
     proc = train_net("--config-file", INSTANT, "--num-gpus", "2", f"train.output_dir={out_dir}", "train.max_iter=4",
-                     "train.checkpointer.period=100", timeout=900)
+                     "train.checkpointer.period=100", "dataloader.test.dataset.names=synthetic_shapes_mini", timeout=900)
     log = proc.stdout + proc.stderr
     assert (out_dir / "model_final.pth").is_file(), log[-3000:]
     assert "loss_mal_pos" in log
