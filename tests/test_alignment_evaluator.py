@@ -123,6 +123,15 @@ def test_recorder_sees_one_final_nms_per_image_and_restores():
     assert batched_nms is sys.modules["detectron2.layers"].batched_nms
 
 
+def test_recorder_sees_date_only_when_it_is_evaluated_with_nms():
+    images = [{"image": torch.rand(3, 64, 96) * 255, "height": 64, "width": 96} for _ in range(2)]
+    for overrides, calls in (((), 0), (("model.test_nms_thresh=0.6",), 2)):
+        _, model = _tiny_model("date_instant_test.py", *overrides)
+        with NMSRecorder() as rec, torch.no_grad():
+            model(images)
+            assert len(rec.pop()) == calls, overrides
+
+
 def test_recorder_rejects_a_module_without_batched_nms():
     with pytest.raises(AttributeError, match="no 'batched_nms'"):
         NMSRecorder(["json"]).start()
