@@ -42,6 +42,11 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 # metrics line per iteration and a checkpoint at iteration 4 (resume tests) beside model_final.pth.
 SHORT_RUN = ("train.max_iter=10", "train.log_period=1", "train.checkpointer.period=5")
 
+# The 4-image synthetic split, and the override that evaluates an instant run on it: for runs whose
+# tests read checkpoints, locks or logs, never an AP value (each run evaluates at its end).
+MINI_SPLIT = "synthetic_shapes_mini"
+EVAL_ON_MINI = f"dataloader.test.dataset.names={MINI_SPLIT}"
+
 
 @dataclasses.dataclass(frozen=True)
 class InstantRun:

@@ -29,9 +29,10 @@ _spec = importlib.util.spec_from_file_location("accuracy_benchmark", os.path.joi
 accuracy = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(accuracy)
 import accuracy_report  # noqa: E402  benchmarks/ is on sys.path once accuracy.py is loaded
+from conftest import MINI_SPLIT  # noqa: E402
 
 SYNTH_TRAIN, SYNTH_VAL = "synthetic_shapes_train", "synthetic_shapes_val"
-SYNTH_MINI = "synthetic_shapes_mini"  # 4 images: the end-to-end runs' evaluation set (what they check is not AP)
+SYNTH_MINI = MINI_SPLIT  # the end-to-end runs' evaluation set (what they check is not AP)
 
 
 def default_configs():

@@ -25,6 +25,7 @@ from detectron2.utils.events import EventStorage  # noqa: E402
 from torch.nn.parallel import DistributedDataParallel  # noqa: E402
 
 from _cli import REPO, instant_config, train_net  # noqa: E402
+from conftest import MINI_SPLIT  # noqa: E402
 from alignment_det.losses.alwa_weighting import ALWA  # noqa: E402
 from alignment_det.checkpoint import CheckedCheckpointer  # noqa: E402
 from alignment_det.config import load_config  # noqa: E402
@@ -350,8 +351,7 @@ model.alwa.variant = "ALWA_1"
 model.alwa.stats_on = "raw"
 train.max_iter = 14
 train.checkpointer.period = 6
-# each run evaluates at its end; the 4-image split keeps that short (the test reads weights)
-dataloader.test.dataset.names = "synthetic_shapes_mini"
+dataloader.test.dataset.names = {mini!r}  # the test reads weights, not AP
 '''
 
 
@@ -369,7 +369,7 @@ def _subprocess_env():
 @pytest.fixture(scope="module")
 def fixed_batch_config(tmp_path_factory):
     path = tmp_path_factory.mktemp("alwa_cfg") / "alwa_fixed_batch.py"
-    path.write_text(DETERMINISTIC_CONFIG.format(path=ALWA_INSTANT))
+    path.write_text(DETERMINISTIC_CONFIG.format(path=ALWA_INSTANT, mini=MINI_SPLIT))
     return str(path)
 
 

@@ -14,6 +14,7 @@ detectron2_or_skip()
 
 import torch  # noqa: E402
 from _cli import instant_config, run_script, train_net  # noqa: E402
+from conftest import EVAL_ON_MINI  # noqa: E402
 
 from alignment_det import model_zoo  # noqa: E402
 from alignment_det.checkpoint import (  # noqa: E402
@@ -209,9 +210,7 @@ def test_killed_while_writing_model_final_then_resumed(tmp_path):
     out = tmp_path / "run"
     script = tmp_path / "kill_during_save.py"
     script.write_text(KILL_DURING_FINAL_SAVE)
-    # each finished run evaluates; on the 4-image split (the test reads checkpoints)
-    common = (f"train.output_dir={out}", "train.max_iter=8", "train.checkpointer.period=3",
-              "dataloader.test.dataset.names=synthetic_shapes_mini")
+    common = (f"train.output_dir={out}", "train.max_iter=8", "train.checkpointer.period=3", EVAL_ON_MINI)
     proc = run_script(str(script), "--config-file", FCOS, *common, check=False)
     assert proc.returncode == -9, proc.stderr[-2000:]
     # Every checkpoint file left is complete, and last_checkpoint names the newest one.

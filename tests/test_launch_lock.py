@@ -15,6 +15,7 @@ detectron2_or_skip()
 
 import torch  # noqa: E402
 from _cli import REPO, instant_config, subprocess_env, train_net  # noqa: E402
+from conftest import EVAL_ON_MINI  # noqa: E402
 
 from alignment_det.engine.lock import LOCK_NAME, OutputDirInUseError, lock_output_dir, release_output_dir  # noqa: E402
 from alignment_det.utils.metrics_file import read_metric_rows  # noqa: E402
@@ -97,7 +98,7 @@ def test_killed_launcher_takes_its_workers_with_it_and_the_run_resumes(tmp_path)
     newest = (out / "last_checkpoint").read_text()
     iteration = torch.load(out / newest, weights_only=True)["trainer"]["iteration"]
     proc = train_net("--config-file", FCOS, "--resume", "--allow-schedule-change", f"train.output_dir={out}",
-                     f"train.max_iter={iteration + 3}", "train.log_period=1", "dataloader.test.dataset.names=synthetic_shapes_mini")
+                     f"train.max_iter={iteration + 3}", "train.log_period=1", EVAL_ON_MINI)
     log = proc.stdout + proc.stderr
     assert "Took over the lock" in log and f"Starting training from iteration {iteration + 1}" in log
     assert max(m["iteration"] for m in read_metric_rows(out) if "total_loss" in m) == iteration + 2

@@ -18,6 +18,7 @@ from detectron2.structures import Boxes, Instances  # noqa: E402
 from detectron2.utils.events import EventStorage  # noqa: E402
 
 from _cli import train_net  # noqa: E402
+from conftest import EVAL_ON_MINI  # noqa: E402
 from _inputs import model_of, tiny_config  # noqa: E402
 
 import alignment_det.modeling.meta_arch.mal as mal_module  # noqa: E402
@@ -255,7 +256,7 @@ def test_instant_test_train_then_eval_only(instant_run):
 def test_two_process_cpu_training(tmp_path):
     out_dir = tmp_path / "mal_ddp"
     proc = train_net("--config-file", INSTANT, "--num-gpus", "2", f"train.output_dir={out_dir}", "train.max_iter=4",
-                     "train.checkpointer.period=100", "dataloader.test.dataset.names=synthetic_shapes_mini", timeout=900)
+                     "train.checkpointer.period=100", EVAL_ON_MINI, timeout=900)
     log = proc.stdout + proc.stderr
     assert (out_dir / "model_final.pth").is_file(), log[-3000:]
     assert "loss_mal_pos" in log

@@ -9,6 +9,7 @@ detectron2_or_skip()
 
 from detectron2.engine import hooks  # noqa: E402
 from _cli import instant_config, train_net  # noqa: E402
+from conftest import MINI_SPLIT  # noqa: E402
 
 from alignment_det.engine import Trainer, build_eval_model, build_model  # noqa: E402
 from alignment_det.checkpoint import CheckedCheckpointer  # noqa: E402
@@ -143,8 +144,7 @@ dataloader.train.mapper.augmentations = [L(T.ResizeShortestEdge)(short_edge_leng
 train.model_ema = dict(enabled=True, decay=0.8, use_ema_for_eval=True)  # fast, so 14 steps move it
 train.max_iter = 14
 train.checkpointer.period = 6
-# each run evaluates at its end; the 4-image split keeps that short (the test reads weights)
-dataloader.test.dataset.names = "synthetic_shapes_mini"
+dataloader.test.dataset.names = {mini!r}  # the test reads weights, not AP
 '''
 
 
@@ -154,7 +154,7 @@ def ema_run(tmp_path_factory):
         mp_.setenv("PYTORCH_JIT", "0")
         folder = tmp_path_factory.mktemp("ema")
         config = folder / "fcos_ema_fixed_batch.py"
-        config.write_text(DETERMINISTIC_EMA_CONFIG.format(path=FCOS))
+        config.write_text(DETERMINISTIC_EMA_CONFIG.format(path=FCOS, mini=MINI_SPLIT))
         full = folder / "full"
         train_net("--config-file", config, f"train.output_dir={full}")
         yield str(config), full
