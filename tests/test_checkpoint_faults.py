@@ -210,7 +210,9 @@ def test_killed_while_writing_model_final_then_resumed(tmp_path):
     out = tmp_path / "run"
     script = tmp_path / "kill_during_save.py"
     script.write_text(KILL_DURING_FINAL_SAVE)
-    common = (f"train.output_dir={out}", "train.max_iter=8", "train.checkpointer.period=3", EVAL_ON_MINI)
+    # Two images a batch: the test reads checkpoint files and iterations, not what was learned.
+    common = (f"train.output_dir={out}", "train.max_iter=8", "train.checkpointer.period=3", EVAL_ON_MINI,
+              "dataloader.train.total_batch_size=2")
     proc = run_script(str(script), "--config-file", FCOS, *common, check=False)
     assert proc.returncode == -9, proc.stderr[-2000:]
     # Every checkpoint file left is complete, and last_checkpoint names the newest one.

@@ -129,7 +129,7 @@ def test_eval_only_uses_the_ema_weights_of_the_checkpoint(tmp_path, use_ema):
 # ----------------------------------------------------------------------------- resume
 DETERMINISTIC_EMA_CONFIG = '''
 """The FCOS instant test with EMA, made step-by-step reproducible across --resume (test only):
-the data stream restarts after a Detectron2 resume, so every iteration gets the same 4 images;
+the data stream restarts after a Detectron2 resume, so every iteration gets the same 2 images;
 the test runs with PYTORCH_JIT=0 (see test_alwa_e2e.py)."""
 from detectron2.config import LazyCall as L
 from detectron2.config import LazyConfig
@@ -138,7 +138,8 @@ from detectron2.data.samplers import TrainingSampler
 
 _cfg = LazyConfig.load({path!r})
 model, optimizer, lr_multiplier, train, dataloader = _cfg.model, _cfg.optimizer, _cfg.lr_multiplier, _cfg.train, _cfg.dataloader
-dataloader.train.sampler = L(TrainingSampler)(size=4, shuffle=False)
+dataloader.train.sampler = L(TrainingSampler)(size=2, shuffle=False)
+dataloader.train.total_batch_size = 2
 dataloader.train.aspect_ratio_grouping = False
 dataloader.train.mapper.augmentations = [L(T.ResizeShortestEdge)(short_edge_length=96, max_size=128)]
 train.model_ema = dict(enabled=True, decay=0.8, use_ema_for_eval=True)  # fast, so 14 steps move it
