@@ -91,6 +91,39 @@ def threshold_above_blank(cfg_file, ckpt, key):
     return (float(scores.max()) * (1 + 1e-3) if len(scores) else 0.0), blank
 
 
+@pytest.fixture(scope="session")
+def nms_model(once_per_session):
+    """``nms_model(config, thresh_key) -> (checkpoint, threshold, blank)``: the random weights of an
+    NMS method's instant config and :func:`threshold_above_blank` for them, made once per session
+    and shared by its export formats (building, saving and scoring them is most of a format's test)."""
+    def get(config, key):
+        cfg_file = instant_config(config)
+
+        def make(folder):
+            folder.mkdir(parents=True)
+            ckpt = random_checkpoint(cfg_file, folder / "m.pth")
+            threshold, blank = threshold_above_blank(cfg_file, ckpt, key)
+            torch.save(blank, folder / "blank.pt")
+            return repr(threshold)  # repr: the exact float back
+
+        folder, text = once_per_session(f"export_{config[:-len('.py')]}", make)
+        return str(folder / "m.pth"), float(text), torch.load(folder / "blank.pt")
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def date_checkpoint(once_per_session):
+    """Random DATE instant-test weights with boxes of about one stride (``date_box_bias``), once."""
+    def make(folder):
+        folder.mkdir(parents=True)
+        random_checkpoint(DATE_INSTANT, folder / "date.pth", date_box_bias=True)
+        return ""
+
+    folder, _ = once_per_session("export_date", make)
+    return str(folder / "date.pth")
+
+
 def run_file(fmt, path, images):
     """Outputs of an exported file on (1, 3, H, W) images, and its (input, output) names for ONNX."""
     if fmt == "onnx":
@@ -127,11 +160,11 @@ def date_threshold(ckpt):
 
 # ------------------------------------------------------------------------------------------ DATE
 @needs_ort
-def test_date_onnx_round_trip_equals_eager_within_1e4(tmp_path, capsys):
+def test_date_onnx_round_trip_equals_eager_within_1e4(tmp_path, capsys, date_checkpoint):
     import onnx
     import onnxruntime as ort
 
-    ckpt = random_checkpoint(DATE_INSTANT, tmp_path / "date.pth", date_box_bias=True)
+    ckpt = date_checkpoint
     thr = date_threshold(ckpt)
     out_file = tmp_path / "date.onnx"
     rc, out, err = run_tool(
@@ -165,8 +198,8 @@ def test_date_onnx_round_trip_equals_eager_within_1e4(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("fmt", ["torchscript", "torch_export"])
-def test_date_exports_as_one_graph(fmt, tmp_path, capsys):
-    ckpt = random_checkpoint(DATE_INSTANT, tmp_path / "date.pth", date_box_bias=True)
+def test_date_exports_as_one_graph(fmt, tmp_path, capsys, date_checkpoint):
+    ckpt = date_checkpoint
     out_file = tmp_path / f"date.{fmt}"
     rc, out, err = run_tool(capsys, "--config-file", DATE_INSTANT, "--checkpoint", ckpt, "--format", fmt, "--output", out_file)
     assert rc == 0, err
@@ -192,10 +225,9 @@ def test_a_check_without_detections_warns(tmp_path, capsys):
 # ------------------------------------------------------------------------------ NMS-based methods
 @pytest.mark.parametrize("fmt", ["torchscript", pytest.param("onnx", marks=needs_ort)])
 @pytest.mark.parametrize("name,config,thresh_key", NMS_METHODS, ids=[m[0] for m in NMS_METHODS])
-def test_nms_methods_export_and_run_on_a_blank_image(name, config, thresh_key, fmt, tmp_path, capsys):
+def test_nms_methods_export_and_run_on_a_blank_image(name, config, thresh_key, fmt, tmp_path, capsys, nms_model):
     cfg_file = instant_config(config)
-    ckpt = random_checkpoint(cfg_file, tmp_path / "m.pth")
-    threshold, blank = threshold_above_blank(cfg_file, ckpt, thresh_key)
+    ckpt, threshold, blank = nms_model(config, thresh_key)
     thresh = f"{thresh_key}={threshold}"
     out_file = tmp_path / f"m.{fmt}"
     rc, out, err = run_tool(
@@ -224,9 +256,9 @@ def test_nms_methods_export_and_run_on_a_blank_image(name, config, thresh_key, f
         assert names == (["images"], ["boxes", "scores", "classes"])
 
 
-def test_torch_export_of_nms_post_processing_fails_clearly(tmp_path, capsys):
+def test_torch_export_of_nms_post_processing_fails_clearly(tmp_path, capsys, nms_model):
     cfg_file = instant_config("retinanet_instant_test.py")
-    ckpt = random_checkpoint(cfg_file, tmp_path / "m.pth")
+    ckpt, _, _ = nms_model("retinanet_instant_test.py", "model.test_score_thresh")
     rc, out, err = run_tool(capsys, "--config-file", cfg_file, "--checkpoint", ckpt, "--format", "torch_export", "--output", tmp_path / "m.pt2")
     assert rc == 2
     assert "torch_export" in err and "data-dependent" in err and "--format torchscript" in err
@@ -301,12 +333,12 @@ def test_a_model_without_a_detection_limit_is_refused(tmp_path):
         export.export_and_check(model, image, "torchscript", str(tmp_path / "m.ts"))
 
 
-def test_missing_weights_or_sample_are_errors(tmp_path, capsys):
+def test_missing_weights_or_sample_are_errors(tmp_path, capsys, nms_model):
     cfg_file = instant_config("fcos_instant_test.py")
     with pytest.raises(SystemExit):
         export.main(["--config-file", cfg_file, "--format", "torchscript", "--output", str(tmp_path / "m.ts")])
     assert "give the weights" in capsys.readouterr().err
-    ckpt = random_checkpoint(cfg_file, tmp_path / "m.pth")
+    ckpt, _, _ = nms_model("fcos_instant_test.py", "model.test_score_thresh")
     rc, _, err = run_tool(
         capsys, "--config-file", cfg_file, "--checkpoint", ckpt, "--format", "torchscript", "--output", tmp_path / "m.ts",
         "--sample-image", tmp_path / "missing.jpg",
