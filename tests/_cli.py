@@ -109,5 +109,15 @@ def train_net(*args, check: bool = True, timeout: int = 600, isolated: bool = Fa
     return proc
 
 
+def accuracy_runner_in_process(cmd, log_path: str) -> int:
+    """A ``runner`` for ``benchmarks/accuracy.py`` that runs its ``python train_net.py ...`` command
+    with :func:`run_in_process`, appending the output to ``log_path`` as its subprocess runner does."""
+    assert os.path.basename(cmd[1]) == "train_net.py", cmd
+    proc = run_in_process(cmd[2:])
+    with open(log_path, "a") as log:
+        log.write(proc.stdout + proc.stderr)
+    return proc.returncode
+
+
 def instant_config(name: str) -> str:
     return os.path.join(REPO, "configs", "quick_schedules", name)

@@ -29,6 +29,7 @@ _spec = importlib.util.spec_from_file_location("accuracy_benchmark", os.path.joi
 accuracy = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(accuracy)
 import accuracy_report  # noqa: E402  benchmarks/ is on sys.path once accuracy.py is loaded
+from _cli import accuracy_runner_in_process  # noqa: E402
 from conftest import MINI_SPLIT  # noqa: E402
 
 SYNTH_TRAIN, SYNTH_VAL = "synthetic_shapes_train", "synthetic_shapes_val"
@@ -143,7 +144,7 @@ def test_gpu_preset_builds_and_trains_one_iteration_on_cpu():
     preset = get_preset("gpu")
     cfg = preset_applied(os.path.join(REPO, "configs", "retinanet_R50.py"), preset)
     cfg.train.device = "cpu"
-    cfg.dataloader.train.total_batch_size = 2  # the preset's 16 images would take minutes on a CPU
+    cfg.dataloader.train.total_batch_size = 1  # the preset's 16 images would take minutes on a CPU
     cfg.dataloader.train.num_workers = 0
     torch.manual_seed(0)
     model = instantiate(cfg.model)
@@ -448,7 +449,9 @@ def test_a_run_that_stops_early_is_reported_failed(tmp_path):
 # ------------------------------------------------------------------------------------ end to end
 def test_register_file_reaches_every_training_process(tmp_path):
     """A dataset registered only by --register trains under --num-gpus 2 (two spawned workers, both
-    building the train loader) and is evaluated."""
+    building the train loader) and is evaluated. The run trains MAL: it is also MAL's two-process
+    test (two iterations, so that DDP's check for parameters without a gradient, done at the next
+    forward, runs), and the session's only one."""
     DatasetCatalog.get(SYNTH_MINI)  # writes the synthetic files once
     meta = MetadataCatalog.get(SYNTH_MINI)
     register = tmp_path / "my_datasets.py"
@@ -458,15 +461,17 @@ def test_register_file_reaches_every_training_process(tmp_path):
     )
     out = tmp_path / "out"
     report = accuracy.main([
-        "--preset", "instant", "--max-iter", "1", "--configs", "retinanet_R50.py", "--seeds", "0",
+        "--preset", "instant", "--max-iter", "2", "--configs", "mal_R50.py", "--seeds", "0",
         "--register", str(register), "--train-dataset", "acc_user_shapes", "--test-dataset", "acc_user_shapes",
         "--num-gpus", "2", "--output", str(out),
     ])
-    run = report["configs"]["retinanet_R50.py"]["runs"][0]
-    assert not run.get("failed"), (out / "runs" / "retinanet_R50" / "seed0" / "train.log").read_text()[-3000:]
-    assert run["evaluated_at"] == 1 and "bbox/AP" in run["metrics"]
-    log = (out / "runs" / "retinanet_R50" / "seed0" / "log.txt").read_text()
+    run_dir = out / "runs" / "mal_R50" / "seed0"
+    run = report["configs"]["mal_R50.py"]["runs"][0]
+    assert not run.get("failed"), (run_dir / "train.log").read_text()[-3000:]
+    assert run["evaluated_at"] == 2 and "bbox/AP" in run["metrics"]
+    log = (run_dir / "log.txt").read_text()
     assert "World size: 2" in log
+    assert (run_dir / "model_final.pth").is_file() and "loss_mal_pos" in (run_dir / "train.log").read_text()
 
 
 def test_end_to_end_table_curves_and_resume(tmp_path, monkeypatch):
@@ -474,7 +479,8 @@ def test_end_to_end_table_curves_and_resume(tmp_path, monkeypatch):
     out = tmp_path / "out"
     argv = ["--preset", "instant", "--max-iter", "3", "--configs", "retinanet_R50.py", "retinanet_conf_R50.py",
             "--seeds", "0", "--train-dataset", SYNTH_TRAIN, "--test-dataset", SYNTH_MINI, "--output", str(out)]
-    report = accuracy.main(argv)
+    # In this process (the register test above covers the subprocess runner).
+    report = accuracy.main(argv, runner=accuracy_runner_in_process)
     table = (out / "results.md").read_text()
     assert "| RetinaNet | `retinanet_R50.py` | SGD 0.01, clip 10 | 1 |" in table
     assert "| RetinaNet-Conf | `retinanet_conf_R50.py` |" in table

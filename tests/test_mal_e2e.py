@@ -1,4 +1,7 @@
-"""End-to-end tests of MALRetinaNet (Detectron2 layer), on the tiny instant-test model (CPU, ~128 px)."""
+"""End-to-end tests of MALRetinaNet (Detectron2 layer), on the tiny instant-test model (CPU, ~128 px).
+
+MAL under ``--num-gpus 2`` (two CPU processes) is checked by the ``--register`` run of
+``test_accuracy_benchmark.py``, which trains MAL: one two-process training serves both checks."""
 from _requires import detectron2_or_skip
 
 detectron2_or_skip()
@@ -17,8 +20,6 @@ from detectron2.modeling.meta_arch import RetinaNet  # noqa: E402
 from detectron2.structures import Boxes, Instances  # noqa: E402
 from detectron2.utils.events import EventStorage  # noqa: E402
 
-from _cli import train_net  # noqa: E402
-from conftest import EVAL_ON_MINI  # noqa: E402
 from _inputs import model_of, tiny_config  # noqa: E402
 
 import alignment_det.modeling.meta_arch.mal as mal_module  # noqa: E402
@@ -251,12 +252,3 @@ def test_instant_test_train_then_eval_only(instant_run):
     row = re.search(r"copypaste: (\S+),(\S+),(\S+),(\S+),(\S+),(\S+)\n", log.split("copypaste: AP,AP50,AP75,APs,APm,APl", 1)[1])
     assert row is not None
     float(row.group(1))  # a number (possibly nan for an untrained model), not garbage
-
-
-def test_two_process_cpu_training(tmp_path):
-    out_dir = tmp_path / "mal_ddp"
-    proc = train_net("--config-file", INSTANT, "--num-gpus", "2", f"train.output_dir={out_dir}", "train.max_iter=4",
-                     "train.checkpointer.period=100", EVAL_ON_MINI, timeout=900)
-    log = proc.stdout + proc.stderr
-    assert (out_dir / "model_final.pth").is_file(), log[-3000:]
-    assert "loss_mal_pos" in log
