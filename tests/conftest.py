@@ -38,12 +38,14 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     except ImportError:  # the pure-layer isolation tests run without torch installed elsewhere
         pass
 
+# Two images a batch, not the instant configs' four, for runs whose tests read logged keys, lr,
+# checkpoints, iterations or printed tables, never a value that depends on the batch: it halves
+# each iteration.
+TWO_IMAGE_BATCH = "dataloader.train.total_batch_size=2"
+
 # The short instant run: enough iterations for every loss and logged scalar to appear, with a
 # metrics line per iteration and a checkpoint at iteration 4 (resume tests) beside model_final.pth.
-# Two images per batch, not the config's four: its tests read logged keys, lr, checkpoints and
-# printed tables, never a value that depends on the batch, and it halves each iteration.
-SHORT_RUN = ("train.max_iter=10", "train.log_period=1", "train.checkpointer.period=5",
-             "dataloader.train.total_batch_size=2")
+SHORT_RUN = ("train.max_iter=10", "train.log_period=1", "train.checkpointer.period=5", TWO_IMAGE_BATCH)
 
 # The 4-image synthetic split, and the override that evaluates an instant run on it: for runs whose
 # tests read checkpoints, locks or logs, never an AP value (each run evaluates at its end).

@@ -14,7 +14,7 @@ detectron2_or_skip()
 
 import torch  # noqa: E402
 from _cli import instant_config, run_script, train_net  # noqa: E402
-from conftest import EVAL_ON_MINI  # noqa: E402
+from conftest import EVAL_ON_MINI, TWO_IMAGE_BATCH  # noqa: E402
 
 from alignment_det import model_zoo  # noqa: E402
 from alignment_det.checkpoint import (  # noqa: E402
@@ -210,9 +210,8 @@ def test_killed_while_writing_model_final_then_resumed(tmp_path):
     out = tmp_path / "run"
     script = tmp_path / "kill_during_save.py"
     script.write_text(KILL_DURING_FINAL_SAVE)
-    # Two images a batch: the test reads checkpoint files and iterations, not what was learned.
     common = (f"train.output_dir={out}", "train.max_iter=8", "train.checkpointer.period=3", EVAL_ON_MINI,
-              "dataloader.train.total_batch_size=2")
+              TWO_IMAGE_BATCH)
     proc = run_script(str(script), "--config-file", FCOS, *common, check=False)
     assert proc.returncode == -9, proc.stderr[-2000:]
     # Every checkpoint file left is complete, and last_checkpoint names the newest one.

@@ -3,9 +3,10 @@
 Detectron2's ``RetinaNet`` / ``FCOS`` meta-architectures, ``FastRCNNOutputLayers`` (Faster R-CNN's
 second stage) and ``RetinaNetConf`` call ``batched_nms`` through the name their module imported
 (``from detectron2.layers import batched_nms``), and so does DATE when it is evaluated with NMS.
-:class:`NMSRecorder` rebinds that name in those modules only, for as long as it records, to a wrapper
-that calls the original and keeps a CPU copy of its inputs and of the kept indices. The RPN's proposal NMS (``proposal_utils``) is deliberately
-not a call site: its boxes are proposals, not detections.
+:class:`NMSRecorder` rebinds that name in those modules only, for as long as it records, to a
+wrapper that calls the original and keeps a CPU copy of its inputs and of the kept indices. The
+RPN's proposal NMS (``proposal_utils``) is deliberately not a call site: its boxes are proposals,
+not detections.
 
 Every recorded call is one image's final NMS, in the order the model processes the batch, so a
 batch of N images yields N calls. A model that runs no NMS (DATE as published) yields none, and its
