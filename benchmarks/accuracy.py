@@ -67,12 +67,15 @@ DEFAULT_PAIRS = (
 # Controls that test each paper's own claim (run them with --pairs NAME; the baseline runs are
 # shared with the default pairs): HCRAL's ablation base on RetinaNet; DATE without its one-to-many
 # branch (the OneNet/POTO detector DATE's faster convergence is measured against) and FCOS with
-# DATE's optimizer; ATSS with HCRAL's IoU quality target.
+# DATE's optimizer; ATSS with HCRAL's IoU quality target. MAL's ablations split its gap to
+# RetinaNet between its parts: the bag likelihood alone (FreeAnchor's), + selection, + depression.
 CONTROL_PAIRS = (
     ("retinanet_controls", "retinanet_R50.py", ("hcral_retinanet_R50_1x.py",)),
     ("fcos_controls", "fcos_R50.py",
      ("projects/DATE/configs/date_F_R50_o2o_only.py", "projects/DATE/configs/fcos_R50_date_optimizer.py")),
     ("atss_controls", "atss_R50_1x.py", ("projects/HCRAL/configs/atss_iou_quality.py",)),
+    ("mal_ablations", "retinanet_R50.py", tuple(
+        f"projects/MAL/configs/mal_R50_{part}.py" for part in ("selection_all", "selection_only", "depression_only"))),
 )
 # Rows that evaluate another row's trained model again with overrides, without training:
 # config -> ((folder tag, label, overrides), ...). DATE with NMS at inference (paper Table 6: within
@@ -94,6 +97,9 @@ LABELS = {
     "projects/DATE/configs/date_F_R50_o2o_only.py": "DATE-F, one-to-one only",
     "projects/DATE/configs/fcos_R50_date_optimizer.py": "FCOS, DATE's optimizer",
     "projects/HCRAL/configs/atss_iou_quality.py": "ATSS, IoU quality target",
+    "projects/MAL/configs/mal_R50_selection_all.py": "MAL, bag loss only (no selection, no depression)",
+    "projects/MAL/configs/mal_R50_selection_only.py": "MAL without depression",
+    "projects/MAL/configs/mal_R50_depression_only.py": "MAL without selection schedule",
 }
 
 

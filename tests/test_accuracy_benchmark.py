@@ -404,6 +404,16 @@ def test_control_pairs_resolve_and_share_the_baseline_runs():
     assert iou_atss.model.quality_target == "iou" and load_config(rows[-2][3]).model.quality_target == "centerness"
 
 
+def test_mal_ablations_switch_off_one_part_each_beside_retinanet():
+    rows = accuracy.select_configs(["mal_ablations"], None, log=pytest.fail)
+    assert {baseline for _, baseline, _, _ in rows} == {"retinanet_R50.py"}
+    parts = {name: load_config(path).model for _, _, name, path in rows[1:]}
+    assert {(m.selection, m.depression_schedule) for m in parts.values()} == {
+        ("all", "off"), ("schedule", "off"), ("all", "symmetric_step")}
+    full = load_config(accuracy.resolve_config("mal_R50.py")).model
+    assert (full.selection, full.depression_schedule) == ("schedule", "symmetric_step")
+
+
 def test_an_eval_variant_evaluates_the_final_model_again_once(tmp_path):
     run_dir = str(tmp_path)
     (tmp_path / "model_final.pth").write_bytes(b"x")
