@@ -169,7 +169,9 @@ def select_configs(pair_names: Optional[Sequence[str]], configs: Optional[Sequen
         if missing:
             log(f"note: pair {name!r} skipped: {', '.join(missing)} not in this checkout")
             continue
-        out += [(name, baseline, c, paths[c]) for c in (baseline, *methods)]
+        # a baseline shared by two chosen pairs is one run and one row
+        listed = {row[2] for row in out}
+        out += [(name, baseline, c, paths[c]) for c in (baseline, *methods) if c not in listed]
     if not out:
         raise ValueError("No config to run.")
     return out

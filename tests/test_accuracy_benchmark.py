@@ -407,6 +407,8 @@ def test_control_pairs_resolve_and_share_the_baseline_runs():
 def test_mal_ablations_switch_off_one_part_each_beside_retinanet():
     rows = accuracy.select_configs(["mal_ablations"], None, log=pytest.fail)
     assert {baseline for _, baseline, _, _ in rows} == {"retinanet_R50.py"}
+    with_controls = accuracy.select_configs(["retinanet_controls", "mal_ablations"], None, log=pytest.fail)
+    assert [name for _, _, name, _ in with_controls].count("retinanet_R50.py") == 1 and len(with_controls) == 5
     parts = {name: load_config(path).model for _, _, name, path in rows[1:]}
     assert {(m.selection, m.depression_schedule) for m in parts.values()} == {
         ("all", "off"), ("schedule", "off"), ("all", "symmetric_step")}
