@@ -402,13 +402,14 @@ def test_control_pairs_resolve_and_share_the_baseline_runs():
     assert o2o_only.model.lambda_o2m == 0.0 and o2o_only.model.lambda_o2o == 1.0
     iou_atss = load_config(dict((n, p) for _, _, n, p in rows)["projects/HCRAL/configs/atss_iou_quality.py"])
     assert iou_atss.model.quality_target == "iou" and load_config(rows[-2][3]).model.quality_target == "centerness"
+    # two chosen pairs with one baseline: one run, one row
+    with_ablations = accuracy.select_configs(["retinanet_controls", "mal_ablations"], None, log=pytest.fail)
+    assert [name for _, _, name, _ in with_ablations].count("retinanet_R50.py") == 1 and len(with_ablations) == 5
 
 
 def test_mal_ablations_switch_off_one_part_each_beside_retinanet():
     rows = accuracy.select_configs(["mal_ablations"], None, log=pytest.fail)
     assert {baseline for _, baseline, _, _ in rows} == {"retinanet_R50.py"}
-    with_controls = accuracy.select_configs(["retinanet_controls", "mal_ablations"], None, log=pytest.fail)
-    assert [name for _, _, name, _ in with_controls].count("retinanet_R50.py") == 1 and len(with_controls) == 5
     parts = {name: load_config(path).model for _, _, name, path in rows[1:]}
     assert {(m.selection, m.depression_schedule) for m in parts.values()} == {
         ("all", "off"), ("schedule", "off"), ("all", "symmetric_step")}
