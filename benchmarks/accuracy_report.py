@@ -200,9 +200,17 @@ def plateau_table(per_config: Dict[str, dict], *, max_iter: int, first_drop: Opt
     return "\n".join(lines)
 
 
+def _line_style(pair: Optional[str]) -> str:
+    """A method of a default pair is solid; a control (a ``*_controls`` pair) dashed, an ablation
+    (a ``*_ablations`` pair) dash-dot, so that the two kinds of extra row stay apart in one panel."""
+    pair = pair or ""
+    return "--" if pair.endswith("_controls") else "-." if pair.endswith("_ablations") else "-"
+
+
 def plot_pairs(per_config: Dict[str, dict], path: str, *, title: str, steps: Sequence[int] = ()) -> List[str]:
     """AP over iterations, one panel per baseline: the baseline (black), its methods (solid) and
-    controls (dashed), one line per run; dotted vertical lines at the lr drops. Returns the panel
+    controls (dashed) and ablations (dash-dot), one line per run; dotted vertical lines at the lr
+    drops. Returns the panel
     titles (none and no file when no run has an AP curve)."""
     import matplotlib
 
@@ -225,7 +233,7 @@ def plot_pairs(per_config: Dict[str, dict], path: str, *, title: str, steps: Seq
                     continue
                 ax.plot(*zip(*r["ap_curve"]), marker="o", markersize=3,
                         color="black" if is_base else cmap(i % 10),
-                        linestyle="--" if (c["pair"] or "").endswith("_controls") else "-",
+                        linestyle=_line_style(c["pair"]),
                         linewidth=2 if is_base else 1.3, label=f"{c['label']} (seed {r['seed']})")
         for s in steps:
             ax.axvline(s, color="grey", linestyle=":", linewidth=1)
@@ -233,7 +241,7 @@ def plot_pairs(per_config: Dict[str, dict], path: str, *, title: str, steps: Seq
         ax.set(xlabel="iteration", ylabel="COCO AP (test set)", title=f"against {label}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
-    fig.suptitle(title + " (dotted: lr x0.1; dashed: controls)", fontsize=10)
+    fig.suptitle(title + " (dotted: lr x0.1; dashed: controls; dash-dot: ablations)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -344,6 +344,16 @@ def test_pairs_plot_has_one_panel_per_baseline(tmp_path):
     assert "| FCOS | 0 | — | — | — | unfinished |" in table and "DATE-F" not in table
 
 
+def test_pairs_plot_tells_controls_and_ablations_apart():
+    # Every pair name the benchmark defines gets the style of its kind; a method of a default pair
+    # (or a run outside any pair) is solid.
+    styles = {name: accuracy_report._line_style(name) for name, _, _ in accuracy.DEFAULT_PAIRS + accuracy.CONTROL_PAIRS}
+    assert {n for n, s in styles.items() if s == "-"} == {n for n, _, _ in accuracy.DEFAULT_PAIRS}
+    assert {n for n, s in styles.items() if s == "-."} == {"mal_ablations"}
+    assert {n for n, s in styles.items() if s == "--"} == {"retinanet_controls", "fcos_controls", "atss_controls"}
+    assert accuracy_report._line_style(None) == "-"
+
+
 def test_summary_of_a_resumed_run(tmp_path):
     # metrics.json of a run interrupted after iteration 19 and resumed: iteration 19 appears twice.
     lines = [
