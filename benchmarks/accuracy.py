@@ -69,6 +69,9 @@ DEFAULT_PAIRS = (
 # branch (the OneNet/POTO detector DATE's faster convergence is measured against) and FCOS with
 # DATE's optimizer; ATSS with HCRAL's IoU quality target. MAL's ablations split its gap to
 # RetinaNet between its parts: the bag likelihood alone (FreeAnchor's), + selection, + depression.
+# HCRAL's ablations take one part at a time: each HCRA loss alone on RetinaNet (the paper's Tables
+# 1-4 base), and HCRA-C, HCRA-R or EATSS alone on ATSS with HCRAL's IoU quality target (compare them
+# with the "ATSS, IoU quality target" control, which has none of the three).
 CONTROL_PAIRS = (
     ("retinanet_controls", "retinanet_R50.py", ("hcral_retinanet_R50_1x.py",)),
     ("fcos_controls", "fcos_R50.py",
@@ -76,6 +79,10 @@ CONTROL_PAIRS = (
     ("atss_controls", "atss_R50_1x.py", ("projects/HCRAL/configs/atss_iou_quality.py",)),
     ("mal_ablations", "retinanet_R50.py", tuple(
         f"projects/MAL/configs/mal_R50_{part}.py" for part in ("selection_all", "selection_only", "depression_only"))),
+    ("hcral_retinanet_ablations", "retinanet_R50.py", tuple(
+        f"projects/HCRAL/configs/retinanet_{part}_only.py" for part in ("hcrac", "hcrar"))),
+    ("hcral_atss_ablations", "atss_R50_1x.py", tuple(
+        f"projects/HCRAL/configs/atss_{part}_only.py" for part in ("hcrac", "hcrar", "eatss"))),
 )
 # Rows that evaluate another row's trained model again with overrides, without training:
 # config -> ((folder tag, label, overrides), ...). DATE with NMS at inference (paper Table 6: within
@@ -100,6 +107,11 @@ LABELS = {
     "projects/MAL/configs/mal_R50_selection_all.py": "MAL, bag loss only (no selection, no depression)",
     "projects/MAL/configs/mal_R50_selection_only.py": "MAL without depression",
     "projects/MAL/configs/mal_R50_depression_only.py": "MAL without selection schedule",
+    "projects/HCRAL/configs/retinanet_hcrac_only.py": "RetinaNet + HCRA-C only",
+    "projects/HCRAL/configs/retinanet_hcrar_only.py": "RetinaNet + HCRA-R only",
+    "projects/HCRAL/configs/atss_hcrac_only.py": "ATSS (IoU quality) + HCRA-C only",
+    "projects/HCRAL/configs/atss_hcrar_only.py": "ATSS (IoU quality) + HCRA-R only",
+    "projects/HCRAL/configs/atss_eatss_only.py": "ATSS (IoU quality) + EATSS only",
 }
 
 

@@ -349,7 +349,7 @@ def test_pairs_plot_tells_controls_and_ablations_apart():
     # (or a run outside any pair) is solid.
     styles = {name: accuracy_report._line_style(name) for name, _, _ in accuracy.DEFAULT_PAIRS + accuracy.CONTROL_PAIRS}
     assert {n for n, s in styles.items() if s == "-"} == {n for n, _, _ in accuracy.DEFAULT_PAIRS}
-    assert {n for n, s in styles.items() if s == "-."} == {"mal_ablations"}
+    assert {n for n, s in styles.items() if s == "-."} == {"mal_ablations", "hcral_retinanet_ablations", "hcral_atss_ablations"}
     assert {n for n, s in styles.items() if s == "--"} == {"retinanet_controls", "fcos_controls", "atss_controls"}
     assert accuracy_report._line_style(None) == "-"
 
@@ -425,6 +425,20 @@ def test_mal_ablations_switch_off_one_part_each_beside_retinanet():
         ("all", "off"), ("schedule", "off"), ("all", "symmetric_step")}
     full = load_config(accuracy.resolve_config("mal_R50.py")).model
     assert (full.selection, full.depression_schedule) == ("schedule", "symmetric_step")
+
+
+def test_hcral_ablations_keep_one_part_each():
+    retina = {name: load_config(path).model for _, _, name, path in
+              accuracy.select_configs(["hcral_retinanet_ablations"], None, log=pytest.fail)[1:]}
+    assert {(m.use_hcrac, m.use_hcrar) for m in retina.values()} == {(True, False), (False, True)}
+    rows = accuracy.select_configs(["hcral_atss_ablations"], None, log=pytest.fail)
+    assert {baseline for _, baseline, _, _ in rows} == {"atss_R50_1x.py"}
+    atss = {name: load_config(path).model for _, _, name, path in rows[1:]}
+    assert {(m.use_eatss, m.use_hcrac, m.use_hcrar) for m in atss.values()} == {
+        (False, True, False), (False, False, True), (True, False, False)}
+    # every part ablation keeps HCRAL's IoU target, so the IoU-quality control is their common base
+    assert {m.quality_target for m in atss.values()} == {"iou"}
+    assert all(name in accuracy.LABELS for name in list(retina) + list(atss))
 
 
 def test_an_eval_variant_evaluates_the_final_model_again_once(tmp_path):
