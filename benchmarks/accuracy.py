@@ -52,7 +52,7 @@ from alignment_det.utils.metrics_file import read_metrics
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from accuracy_report import (  # noqa: E402  beside this file
-    ALIGNMENT_PREFIX, COCO_KEYS, aggregate, optimizer_description, summarize_run, write_report,
+    ALIGNMENT_PREFIX, COCO_KEYS, aggregate, finished, optimizer_description, summarize_run, write_report,
 )
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -273,8 +273,11 @@ def evaluate_again(run_dir: str, config_path: str, overrides: Sequence[str], *, 
         with open(result_path) as f:
             return json.load(f)
     checkpoint = os.path.join(run_dir, "model_final.pth")
-    if not train or not os.path.isfile(checkpoint):
-        log(f"not evaluated ({'--no-train' if not train else 'no model_final.pth'}): {eval_dir}")
+    if not train:
+        log(f"not evaluated (--no-train): {eval_dir}")
+        return dict(not_run=True)
+    if not os.path.isfile(checkpoint):
+        log(f"not evaluated (no model_final.pth): {eval_dir}")
         return dict(failed=True, returncode=None)
     os.makedirs(eval_dir, exist_ok=True)
     cmd = [sys.executable, os.path.join(REPO, "train_net.py"), "--config-file", config_path, "--eval-only",
@@ -310,7 +313,7 @@ def _children_cpu_s() -> float:
 def run_one(run_dir: str, config_path: str, *, max_iter: int, num_gpus: int, keep_checkpoints: bool,
             runner: Callable[[Sequence[str], str], int], train: bool = True, log=print) -> dict:
     """Train (or resume) one run unless its result.json exists; returns the result (``failed``
-    is set when the run did not finish; ``train=False`` only reads finished runs)."""
+    is set when the run did not finish; ``train=False`` only reads finished runs, and marks the others ``not_run``)."""
     result_path = os.path.join(run_dir, "result.json")
     if os.path.isfile(result_path):
         with open(result_path) as f:
@@ -319,7 +322,7 @@ def run_one(run_dir: str, config_path: str, *, max_iter: int, num_gpus: int, kee
         return result
     if not train:
         log(f"not finished (--no-train): {run_dir}")
-        return dict(failed=True, returncode=None)
+        return dict(not_run=True)
     wall_path = os.path.join(run_dir, "wall_times.json")
     walls = []
     if os.path.isfile(wall_path):
@@ -402,12 +405,17 @@ def main(argv=None, *, runner: Callable[[Sequence[str], str], int] = run_subproc
                 test_dataset=args.test_dataset, num_classes=num_classes, seed=seed, run_dir=run_dir,
                 register=args.register, overrides=args.opts,
             )
+            if args.no_train and not os.path.isfile(os.path.join(run_dir, "result.json")):
+                # a report over the seeds that exist: no folder for a run that was never trained
+                print(f"not run (--no-train): {run_dir}")
+                runs.append(dict(not_run=True, seed=seed, run_dir=run_dir))
+                continue
             config_path = prepare_run_dir(run_dir, settings)
             result = run_one(run_dir, config_path, max_iter=preset.max_iter, num_gpus=args.num_gpus,
                              keep_checkpoints=args.keep_checkpoints, runner=runner, train=not args.no_train)
             runs.append(dict(result, seed=seed, run_dir=run_dir))
         label = LABELS.get(name, LABELS.get(os.path.basename(name), stem))
-        optimizer = optimizer_description(config_path)
+        optimizer = optimizer_description(config_path) if config_path else "—"
         per_config[name] = dict(pair=pair, baseline=baseline, label=label, config=name, optimizer=optimizer,
                                 runs=runs, aggregate=aggregate(runs))
         for tag, variant_label, overrides in EVAL_VARIANTS.get(name, ()):
@@ -415,7 +423,7 @@ def main(argv=None, *, runner: Callable[[Sequence[str], str], int] = run_subproc
                 dict(evaluate_again(r["run_dir"], os.path.join(r["run_dir"], "config.py"), overrides, tag=tag,
                                     runner=runner, train=not args.no_train),
                      seed=r["seed"], run_dir=r["run_dir"])
-                for r in runs if not r.get("failed")
+                for r in runs if finished(r)
             ]
             per_config[f"{name} [{tag}]"] = dict(
                 pair=pair, baseline=baseline, label=variant_label, config=f"{name} {' '.join(overrides)}",

@@ -74,11 +74,18 @@ def mean_std(values: Sequence[float]):
     return mean, std
 
 
+def finished(run: dict) -> bool:
+    """Whether a run has results: not ``failed`` (it ran and did not finish) and not ``not_run``
+    (``--no-train`` found no result for that seed)."""
+    return not run.get("failed") and not run.get("not_run")
+
+
 def aggregate(runs: Sequence[dict]) -> dict:
     """Mean and spread over seeds of every metric; median time per iteration, wall, CPU and training time."""
-    done = [r for r in runs if not r.get("failed")]
+    done = [r for r in runs if finished(r)]
     keys = sorted({k for r in done for k in r["metrics"]})
-    out = {"seeds": len(done), "failed": len(runs) - len(done), "metrics": {}}
+    out = {"seeds": len(done), "failed": sum(1 for r in runs if r.get("failed")),
+           "not_run": sum(1 for r in runs if r.get("not_run")), "metrics": {}}
     for k in keys:
         mean, std = mean_std([r["metrics"][k] for r in done if k in r["metrics"]])
         out["metrics"][k] = dict(mean=mean, std=std)
@@ -115,7 +122,8 @@ def markdown_table(rows: Sequence[dict], *, alignment_keys: Sequence[str]) -> st
         agg, base = row["agg"], row["baseline_agg"]
         m = agg["metrics"]
         cells = [row["pair"] or "", row["label"], f"`{row['config']}`", row["optimizer"],
-                 str(agg["seeds"]) + (f" (+{agg['failed']} failed)" if agg["failed"] else "")]
+                 str(agg["seeds"]) + (f" (+{agg['failed']} failed)" if agg["failed"] else "")
+                 + (f" (+{agg['not_run']} not run)" if agg.get("not_run") else "")]
         cells += [_fmt(m.get(k, {}).get("mean"), m.get(k, {}).get("std")) for k in COCO_KEYS]
         if base is None or base is agg or COCO_KEYS[0] not in m or COCO_KEYS[0] not in base["metrics"]:
             cells.append("—" if base is not agg else "(baseline)")
@@ -188,7 +196,7 @@ def plateau_table(per_config: Dict[str, dict], *, max_iter: int, first_drop: Opt
         if name not in baselines:
             continue
         for r in c["runs"]:
-            if r.get("failed"):
+            if not finished(r):
                 continue
             p = plateau(r.get("ap_curve", []), max_iter=max_iter, first_drop=first_drop)
             if p is None:
@@ -205,6 +213,14 @@ def _line_style(pair: Optional[str]) -> str:
     (a ``*_ablations`` pair) dash-dot, so that the two kinds of extra row stay apart in one panel."""
     pair = pair or ""
     return "--" if pair.endswith("_controls") else "-." if pair.endswith("_ablations") else "-"
+
+
+SEED_MARKERS = ("o", "s", "^", "D", "v")
+
+
+def _seed_marker(seed: int) -> str:
+    """One marker per seed, so that two seeds of one method (same colour and line) stay apart."""
+    return SEED_MARKERS[seed % len(SEED_MARKERS)]
 
 
 def plot_pairs(per_config: Dict[str, dict], path: str, *, title: str, steps: Sequence[int] = ()) -> List[str]:
@@ -231,7 +247,7 @@ def plot_pairs(per_config: Dict[str, dict], path: str, *, title: str, steps: Seq
             for r in c["runs"]:
                 if not r.get("ap_curve"):
                     continue
-                ax.plot(*zip(*r["ap_curve"]), marker="o", markersize=3,
+                ax.plot(*zip(*r["ap_curve"]), marker=_seed_marker(r["seed"]), markersize=3.5,
                         color="black" if is_base else cmap(i % 10),
                         linestyle=_line_style(c["pair"]),
                         linewidth=2 if is_base else 1.3, label=f"{c['label']} (seed {r['seed']})")
@@ -241,7 +257,8 @@ def plot_pairs(per_config: Dict[str, dict], path: str, *, title: str, steps: Seq
         ax.set(xlabel="iteration", ylabel="COCO AP (test set)", title=f"against {label}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
-    fig.suptitle(title + " (dotted: lr x0.1; dashed: controls; dash-dot: ablations)", fontsize=10)
+    fig.suptitle(title + " (dotted: lr x0.1; dashed: controls; dash-dot: ablations; markers: seed 0 circle,"
+                 " seed 1 square)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -284,7 +301,9 @@ def write_report(args, preset, num_classes: int, per_config: Dict[str, dict], ou
     rows = [dict(c, agg=c["aggregate"], baseline_agg=per_config[c["baseline"]]["aggregate"] if c["baseline"] else None)
             for c in per_config.values()]
     machine = machine_description(
-        preset.device, [t for c in per_config.values() for r in c["runs"] for t in r.get("omp_num_threads", ["unrecorded"])]
+        # the runs that trained (an evaluation variant trains nothing and records no threads)
+        preset.device, [t for c in per_config.values() for r in c["runs"] if finished(r) and "wall_s" in r
+                        for t in r.get("omp_num_threads", ["unrecorded"])]
     )
     loads = [x for c in per_config.values() for r in c["runs"] for x in r.get("load_avg", [])]
     if loads:  # other jobs on the machine slow every run down: say how busy it was
@@ -315,7 +334,7 @@ def write_report(args, preset, num_classes: int, per_config: Dict[str, dict], ou
     with open(os.path.join(output, "results.json"), "w") as f:
         json.dump(report, f, indent=1)
     curves = [dict(label=c["label"], seed=r["seed"], loss_curve=r.get("loss_curve", []), ap_curve=r.get("ap_curve", []))
-              for c in per_config.values() for r in c["runs"] if not r.get("failed")]
+              for c in per_config.values() for r in c["runs"] if finished(r)]
     plot_curves(curves, os.path.join(output, "curves.png"),
                 title=f"preset {preset.name}, {args.train_dataset} -> {args.test_dataset}, seeds {seeds}")
     plot_pairs(per_config, os.path.join(output, "pairs.png"), steps=preset.steps,

@@ -352,6 +352,8 @@ def test_pairs_plot_tells_controls_and_ablations_apart():
     assert {n for n, s in styles.items() if s == "-."} == {"mal_ablations", "hcral_retinanet_ablations", "hcral_atss_ablations"}
     assert {n for n, s in styles.items() if s == "--"} == {"retinanet_controls", "fcos_controls", "atss_controls"}
     assert accuracy_report._line_style(None) == "-"
+    # two seeds of one method share colour and line style: their markers differ
+    assert len({accuracy_report._seed_marker(seed) for seed in range(len(accuracy_report.SEED_MARKERS))}) == 5
 
 
 def test_summary_of_a_resumed_run(tmp_path):
@@ -544,3 +546,13 @@ def test_end_to_end_table_curves_and_resume(tmp_path, monkeypatch):
         (run_dir / "config.py").unlink()
     accuracy.main(argv + ["--no-train"], runner=lambda *a: pytest.fail("trained with --no-train"))
     assert (out / "results.md").read_text() == table
+    # --no-train over seeds of which some were never trained: those are "not run", not failed (the
+    # exit status stays 0), and no folder is made for them.
+    seeds_at = argv.index("--seeds")
+    partial = argv[:seeds_at + 1] + ["0", "1"] + argv[seeds_at + 2:] + ["--no-train"]
+    report = accuracy.main(partial, runner=lambda *a: pytest.fail("trained with --no-train"))
+    retina = report["configs"]["retinanet_R50.py"]["aggregate"]
+    assert (retina["seeds"], retina["failed"], retina["not_run"]) == (1, 0, 1)
+    assert not (out / "runs" / "retinanet_R50" / "seed1").exists()
+    assert "| SGD 0.01, clip 10 | 1 (+1 not run) |" in (out / "results.md").read_text()
+    assert "unrecorded" not in (out / "results.md").read_text()  # only finished runs name their threads
