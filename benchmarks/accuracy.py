@@ -311,18 +311,15 @@ def _children_cpu_s() -> float:
 
 
 def run_one(run_dir: str, config_path: str, *, max_iter: int, num_gpus: int, keep_checkpoints: bool,
-            runner: Callable[[Sequence[str], str], int], train: bool = True, log=print) -> dict:
+            runner: Callable[[Sequence[str], str], int], log=print) -> dict:
     """Train (or resume) one run unless its result.json exists; returns the result (``failed``
-    is set when the run did not finish; ``train=False`` only reads finished runs, and marks the others ``not_run``)."""
+    is set when the run did not finish). ``--no-train`` never calls it for a run without a result."""
     result_path = os.path.join(run_dir, "result.json")
     if os.path.isfile(result_path):
         with open(result_path) as f:
             result = json.load(f)
         log(f"done already: {run_dir}")
         return result
-    if not train:
-        log(f"not finished (--no-train): {run_dir}")
-        return dict(not_run=True)
     wall_path = os.path.join(run_dir, "wall_times.json")
     walls = []
     if os.path.isfile(wall_path):
@@ -412,7 +409,7 @@ def main(argv=None, *, runner: Callable[[Sequence[str], str], int] = run_subproc
                 continue
             config_path = prepare_run_dir(run_dir, settings)
             result = run_one(run_dir, config_path, max_iter=preset.max_iter, num_gpus=args.num_gpus,
-                             keep_checkpoints=args.keep_checkpoints, runner=runner, train=not args.no_train)
+                             keep_checkpoints=args.keep_checkpoints, runner=runner)
             runs.append(dict(result, seed=seed, run_dir=run_dir))
         label = LABELS.get(name, LABELS.get(os.path.basename(name), stem))
         optimizer = optimizer_description(config_path) if config_path else "—"
