@@ -144,10 +144,9 @@ PRESETS: Dict[str, Preset] = {
     ),
     # One GPU: R50 from scratch, 128 channels x 4 convs, short side 448-576, batch 16 (twice the
     # cpu preset's images seen, 4x the pixels, a backbone ~2.5x deeper in FLOPs per pixel).
-    # Sized by estimate, not measured (no GPU was available when it was written): ~0.15 s per
-    # iteration on an H100 in fp32/TF32 -> ~60 s of training + ~25 s of start-up and 4
-    # evaluations per run, so 9 configs x 2 seeds ~ 25 min. Check the s/it column of the first
-    # run's table and adjust with benchmarks/accuracy.py --max-iter.
+    # Measured on one H200 (fp32, RetinaNet on chess): 0.164 s per iteration, 15.3 GB; 400
+    # iterations are far from a plateau (3.2 AP after 300), and 3,000 take about 9 minutes per run.
+    # Size the budget with benchmarks/accuracy.py --max-iter.
     "gpu": Preset(
         name="gpu", depth=50, norm="BN", channels=128, head_convs=4,
         train_short_edges=(448, 480, 512, 544, 576), test_short_edge=512, max_size=853, batch_size=16, num_workers=8,
