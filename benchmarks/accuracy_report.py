@@ -165,13 +165,19 @@ def plot_curves(runs: Sequence[dict], path: str, *, title: str) -> None:
     plt.close(fig)
 
 
-def plateau(ap_curve, *, max_iter: int, first_drop: Optional[int], tolerance: float = 1.0) -> Optional[dict]:
+def plateau(ap_curve, *, max_iter: int, first_drop: Optional[int], tolerance: float = 1.0,
+            min_ap: float = 5.0) -> Optional[dict]:
     """Whether a run's AP had stopped improving before its first lr drop.
 
     The rule: the AP of the last evaluation at or before the first drop (``max_iter`` without one)
     is within ``tolerance`` AP of the AP a quarter of the schedule (``max_iter / 4``) earlier, read at
     the last evaluation at or before that point. ``ap_curve``: [[iteration, AP], ...] as in
     result.json. None when the curve has no two such evaluations (e.g. an unfinished run).
+
+    A curve still under ``min_ap`` at that last evaluation has not started learning, and two
+    near-zero APs are "within 1 AP" of each other without having stopped improving (seen on the
+    GPU preset: 0.0 at 75 iterations, 0.6 at 225). Such a run gets ``learning=False`` and is
+    never called flat.
     """
     end = first_drop if first_drop else max_iter
     before = [(it, ap) for it, ap in ap_curve if it <= end and not math.isnan(ap)]
@@ -183,8 +189,9 @@ def plateau(ap_curve, *, max_iter: int, first_drop: Optional[int], tolerance: fl
         return None
     early_it, early_ap = earlier[-1]
     gain = last_ap - early_ap
+    learning = last_ap >= min_ap
     return dict(iteration=last_it, ap=last_ap, earlier_iteration=early_it, earlier_ap=early_ap, gain=gain,
-                flat=abs(gain) <= tolerance)
+                learning=learning, flat=learning and abs(gain) <= tolerance)
 
 
 def plateau_table(per_config: Dict[str, dict], *, max_iter: int, first_drop: Optional[int]) -> str:
@@ -204,7 +211,7 @@ def plateau_table(per_config: Dict[str, dict], *, max_iter: int, first_drop: Opt
                 continue
             lines.append(f"| {c['label']} | {r['seed']} | {p['ap']:.1f} (it {p['iteration']}) | "
                          f"{p['earlier_ap']:.1f} (it {p['earlier_iteration']}) | {p['gain']:+.1f} | "
-                         f"{'yes' if p['flat'] else 'no'} |")
+                         f"{'yes' if p['flat'] else 'no' if p['learning'] else 'no (not learning yet)'} |")
     return "\n".join(lines)
 
 

@@ -322,6 +322,12 @@ def test_plateau_rule_by_hand():
     assert (p["iteration"], p["earlier_iteration"], p["flat"]) == (3000, 2100, False)
     # An unfinished run (nothing a quarter before its last evaluation) has no verdict.
     assert accuracy_report.plateau(curve[:2], max_iter=3000, first_drop=2550) is None
+    # A curve that has not started learning: 0.6 AP against 0.0 is within 1 AP, but not flat.
+    dead = [[75, 0.0], [150, 0.2], [225, 0.6], [300, 3.2]]
+    p = accuracy_report.plateau(dead, max_iter=300, first_drop=255)
+    assert (p["iteration"], p["earlier_iteration"], p["learning"], p["flat"]) == (225, 150, False, False)
+    per_config = {"r.py": dict(baseline="r.py", label="R", runs=[dict(seed=0, ap_curve=dead, status="ok")])}
+    assert "no (not learning yet)" in accuracy_report.plateau_table(per_config, max_iter=300, first_drop=255)
 
 
 def test_pairs_plot_has_one_panel_per_baseline(tmp_path):
