@@ -209,9 +209,9 @@ def plateau_table(per_config: Dict[str, dict], *, max_iter: int, first_drop: Opt
             if p is None:
                 lines.append(f"| {c['label']} | {r['seed']} | — | — | — | unfinished |")
                 continue
+            verdict = "yes" if p["flat"] else "no" if p["learning"] else "no (not learning yet)"
             lines.append(f"| {c['label']} | {r['seed']} | {p['ap']:.1f} (it {p['iteration']}) | "
-                         f"{p['earlier_ap']:.1f} (it {p['earlier_iteration']}) | {p['gain']:+.1f} | "
-                         f"{'yes' if p['flat'] else 'no' if p['learning'] else 'no (not learning yet)'} |")
+                         f"{p['earlier_ap']:.1f} (it {p['earlier_iteration']}) | {p['gain']:+.1f} | {verdict} |")
     return "\n".join(lines)
 
 

@@ -326,7 +326,7 @@ def test_plateau_rule_by_hand():
     dead = [[75, 0.0], [150, 0.2], [225, 0.6], [300, 3.2]]
     p = accuracy_report.plateau(dead, max_iter=300, first_drop=255)
     assert (p["iteration"], p["earlier_iteration"], p["learning"], p["flat"]) == (225, 150, False, False)
-    per_config = {"r.py": dict(baseline="r.py", label="R", runs=[dict(seed=0, ap_curve=dead, status="ok")])}
+    per_config = {"r.py": dict(baseline="r.py", label="R", runs=[dict(seed=0, ap_curve=dead)])}
     assert "no (not learning yet)" in accuracy_report.plateau_table(per_config, max_iter=300, first_drop=255)
 
 
