@@ -150,6 +150,16 @@ def resolve_config(name: str) -> Optional[str]:
     return None
 
 
+def config_key(name: str, path: str) -> str:
+    """The name a config has in the pairs, labels and tables, however ``--configs`` spelled it: a
+    zoo config's file name (``configs/fcos_R50.py`` is ``fcos_R50.py``), another file of this
+    checkout by its path from the checkout root, any other file as typed."""
+    if resolve_config(os.path.basename(name)) == path:
+        return os.path.basename(name)
+    relative = os.path.relpath(path, REPO)
+    return name if relative.startswith(os.pardir) else relative
+
+
 def select_configs(pair_names: Optional[Sequence[str]], configs: Optional[Sequence[str]], log=print):
     """[(pair name or None, baseline config or None, config name, path)] in table order."""
     if configs:
@@ -159,13 +169,17 @@ def select_configs(pair_names: Optional[Sequence[str]], configs: Optional[Sequen
         for name, baseline, methods in DEFAULT_PAIRS + CONTROL_PAIRS:
             for c in (baseline, *methods):
                 role.setdefault(c, (name, baseline))
-        out = []
+        chosen = []
         for c in configs:
             path = resolve_config(c)
             if path is None:
                 raise FileNotFoundError(f"--configs {c}: neither a file nor a zoo config")
-            pair, baseline = role.get(c, (None, None))
-            out.append((pair, baseline if baseline in configs else None, c, path))
+            chosen.append((config_key(c, path), path))
+        keys = [key for key, _ in chosen]
+        out = []
+        for key, path in chosen:
+            pair, baseline = role.get(key, (None, None))
+            out.append((pair, baseline if baseline in keys else None, key, path))
         return out
     known = {p[0] for p in DEFAULT_PAIRS + CONTROL_PAIRS}
     wanted = [p.lower() for p in pair_names] if pair_names else [p[0] for p in DEFAULT_PAIRS]
@@ -411,7 +425,7 @@ def main(argv=None, *, runner: Callable[[Sequence[str], str], int] = run_subproc
             result = run_one(run_dir, config_path, max_iter=preset.max_iter, num_gpus=args.num_gpus,
                              keep_checkpoints=args.keep_checkpoints, runner=runner)
             runs.append(dict(result, seed=seed, run_dir=run_dir))
-        label = LABELS.get(name, LABELS.get(os.path.basename(name), stem))
+        label = LABELS.get(name, stem)
         optimizer = optimizer_description(config_path) if config_path else "—"
         per_config[name] = dict(pair=pair, baseline=baseline, label=label, config=name, optimizer=optimizer,
                                 runs=runs, aggregate=aggregate(runs))

@@ -227,6 +227,42 @@ def test_configs_of_known_pairs_keep_their_pair():
     ]
 
 
+def test_a_config_typed_as_a_path_is_the_zoo_config():
+    # `--configs configs/fcos_R50.py` must find the pair, the label and the extra evaluations that
+    # `fcos_R50.py` finds; a project config is named by its path from the checkout root.
+    typed = [os.path.join("configs", "date_F_R50_1x.py"), os.path.join(REPO, "configs", "fcos_R50.py"),
+             os.path.join(REPO, "projects", "DATE", "configs", "date_F_R50_o2o_only.py")]
+    assert [s[:3] for s in accuracy.select_configs(None, typed)] == [
+        ("fcos", "fcos_R50.py", "date_F_R50_1x.py"),
+        ("fcos", "fcos_R50.py", "fcos_R50.py"),
+        ("fcos_controls", "fcos_R50.py", "projects/DATE/configs/date_F_R50_o2o_only.py"),
+    ]
+
+
+def test_main_adds_the_nms_evaluation_of_a_config_typed_as_a_path(tmp_path):
+    commands = []
+
+    def runner(cmd, log_path):
+        # a fake train_net.py: one final evaluation where the real one would write it
+        commands.append(cmd)
+        out = os.path.dirname(log_path)
+        ap = 7.0 if "--eval-only" in cmd else 5.0
+        if ap == 5.0:
+            open(os.path.join(out, "model_final.pth"), "wb").close()
+        with open(os.path.join(out, "metrics.json"), "a") as f:
+            f.write(json.dumps({"iteration": 1, "bbox/AP": ap, "bbox/AP50": ap, "bbox/AP75": ap}) + "\n")
+        return 0
+
+    report = accuracy.main(["--preset", "instant", "--max-iter", "2", "--configs", "configs/date_F_R50_1x.py",
+                            "--seeds", "0", "--train-dataset", SYNTH_TRAIN, "--test-dataset", SYNTH_VAL,
+                            "--output", str(tmp_path)], runner=runner)
+    assert set(report["configs"]) == {"date_F_R50_1x.py", "date_F_R50_1x.py [nms]"}
+    assert report["configs"]["date_F_R50_1x.py"]["label"] == "DATE-F"
+    assert report["configs"]["date_F_R50_1x.py [nms]"]["runs"][0]["metrics"]["bbox/AP"] == 7.0
+    assert ["--eval-only" in cmd for cmd in commands] == [False, True]
+    assert "| DATE-F, evaluated with NMS 0.6 |" in (tmp_path / "results.md").read_text()
+
+
 def test_a_moved_run_folder_is_the_same_run(tmp_path):
     # Committed results were trained in another folder and checkout: only where they are differs.
     here = dict(config_file="/a/checkout/configs/fcos_R50.py", preset="cpu_long", seed=0, run_dir="/a/out/runs/fcos_R50/seed0")
