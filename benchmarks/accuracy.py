@@ -75,7 +75,8 @@ DEFAULT_PAIRS = (
 CONTROL_PAIRS = (
     ("retinanet_controls", "retinanet_R50.py", ("hcral_retinanet_R50_1x.py",)),
     ("fcos_controls", "fcos_R50.py",
-     ("projects/DATE/configs/date_F_R50_o2o_only.py", "projects/DATE/configs/fcos_R50_date_optimizer.py")),
+     ("projects/DATE/configs/date_F_R50_o2o_only.py", "projects/DATE/configs/date_F_R50_o2m_only.py",
+      "projects/DATE/configs/fcos_R50_date_optimizer.py")),
     ("atss_controls", "atss_R50_1x.py", ("projects/HCRAL/configs/atss_iou_quality.py",)),
     ("mal_ablations", "retinanet_R50.py", tuple(
         f"projects/MAL/configs/mal_R50_{part}.py" for part in ("selection_all", "selection_only", "depression_only"))),
@@ -86,9 +87,16 @@ CONTROL_PAIRS = (
 )
 # Rows that evaluate another row's trained model again with overrides, without training:
 # config -> ((folder tag, label, overrides), ...). DATE with NMS at inference (paper Table 6: within
-# 0.1 AP of DATE without it).
+# 0.1 AP of DATE without it), and DATE's training-only one-to-many branch decoded with NMS (a
+# diagnostic: weak shared features make both branches weak, a weak one-to-one predictor only one).
 EVAL_VARIANTS = {
-    "date_F_R50_1x.py": (("nms", "DATE-F, evaluated with NMS 0.6", ("model.test_nms_thresh=0.6",)),),
+    "date_F_R50_1x.py": (
+        ("nms", "DATE-F, evaluated with NMS 0.6", ("model.test_nms_thresh=0.6",)),
+        ("o2m", "DATE-F, its one-to-many branch evaluated (with NMS)", ("model.test_branch=o2m",)),
+    ),
+    "date_R_R50_1x.py": (
+        ("o2m", "DATE-R, its one-to-many branch evaluated (with NMS)", ("model.test_branch=o2m",)),
+    ),
 }
 LABELS = {
     "retinanet_R50.py": "RetinaNet",
@@ -102,6 +110,7 @@ LABELS = {
     "hcral_atss_R50_1x.py": "HCRAL-ATSS",
     "hcral_retinanet_R50_1x.py": "HCRAL-RetinaNet",
     "projects/DATE/configs/date_F_R50_o2o_only.py": "DATE-F, one-to-one only",
+    "projects/DATE/configs/date_F_R50_o2m_only.py": "DATE-F, one-to-many only (evaluated with NMS)",
     "projects/DATE/configs/fcos_R50_date_optimizer.py": "FCOS, DATE's optimizer",
     "projects/HCRAL/configs/atss_iou_quality.py": "ATSS, IoU quality target",
     "projects/MAL/configs/mal_R50_selection_all.py": "MAL, bag loss only (no selection, no depression)",

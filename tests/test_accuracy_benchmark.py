@@ -257,11 +257,14 @@ def test_main_adds_the_nms_evaluation_of_a_config_typed_as_a_path(tmp_path):
     report = accuracy.main(["--preset", "instant", "--max-iter", "2", "--configs", "configs/date_F_R50_1x.py",
                             "--seeds", "0", "--train-dataset", SYNTH_TRAIN, "--test-dataset", SYNTH_VAL,
                             "--output", str(tmp_path)], runner=runner)
-    assert set(report["configs"]) == {"date_F_R50_1x.py", "date_F_R50_1x.py [nms]"}
+    assert set(report["configs"]) == {"date_F_R50_1x.py", "date_F_R50_1x.py [nms]", "date_F_R50_1x.py [o2m]"}
     assert report["configs"]["date_F_R50_1x.py"]["label"] == "DATE-F"
     assert report["configs"]["date_F_R50_1x.py [nms]"]["runs"][0]["metrics"]["bbox/AP"] == 7.0
-    assert ["--eval-only" in cmd for cmd in commands] == [False, True]
-    assert "| DATE-F, evaluated with NMS 0.6 |" in (tmp_path / "results.md").read_text()
+    assert ["--eval-only" in cmd for cmd in commands] == [False, True, True]
+    assert "model.test_nms_thresh=0.6" in commands[1] and "model.test_branch=o2m" in commands[2]
+    report_md = (tmp_path / "results.md").read_text()
+    assert "| DATE-F, evaluated with NMS 0.6 |" in report_md
+    assert "| DATE-F, its one-to-many branch evaluated (with NMS) |" in report_md
 
 
 def test_a_moved_run_folder_is_the_same_run(tmp_path):
@@ -455,6 +458,9 @@ def test_control_pairs_resolve_and_share_the_baseline_runs():
     assert all(os.path.isfile(path) for *_, path in rows)
     o2o_only = load_config(dict((n, p) for _, _, n, p in rows)["projects/DATE/configs/date_F_R50_o2o_only.py"])
     assert o2o_only.model.lambda_o2m == 0.0 and o2o_only.model.lambda_o2o == 1.0
+    o2m_only = load_config(dict((n, p) for _, _, n, p in rows)["projects/DATE/configs/date_F_R50_o2m_only.py"])
+    assert o2m_only.model.lambda_o2o == 0.0 and o2m_only.model.lambda_o2m == 1.0
+    assert o2m_only.model.test_branch == "o2m" and "test_branch" not in o2o_only.model
     iou_atss = load_config(dict((n, p) for _, _, n, p in rows)["projects/HCRAL/configs/atss_iou_quality.py"])
     assert iou_atss.model.quality_target == "iou" and load_config(rows[-2][3]).model.quality_target == "centerness"
     # two chosen pairs with one baseline: one run, one row

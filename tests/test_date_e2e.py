@@ -293,6 +293,100 @@ def test_o2m_branch_not_called_in_eval(variant):
         h.remove()
 
 
+def _reference_o2m_detections(model, img):
+    """docs/methods.md#date-inference, the ``test_branch="o2m"`` diagnostic, literally (loops): per
+    level σ(cls) > thr and its top-k by σ(cls); score σ(cls)·σ(ctr) (FCOS) or σ(cls); clip; greedy
+    class-wise NMS; top max_detections_per_image."""
+    import alignment_det.modeling.meta_arch.date as date_mod
+    from detectron2.structures import pairwise_iou
+
+    with torch.no_grad():
+        images = model.preprocess_image([{"image": img}])
+        feats = model.backbone(images.tensor)
+        features = [feats[f] for f in model.head_in_features]
+        cls_feats, reg_feats = model.head.forward_towers(features)
+        o2m = model.head.forward_o2m(features, cls_feats, reg_feats)
+        anchors = model.o2m_anchor_generator(features) if model.o2m == "retinanet" else None
+    K, (h, w) = model.num_classes, images.image_sizes[0]
+    cand = []
+    for lvl, (c, r) in enumerate(zip(o2m["o2m_cls"], o2m["o2m_reg"])):
+        s = model.strides[lvl]
+        A = c.shape[1] // K
+        level = []
+        for i in range(c.shape[2]):
+            for j in range(c.shape[3]):
+                for a in range(A):
+                    for k in range(K):
+                        p = float(c[0, a * K + k, i, j].sigmoid())
+                        if p <= date_mod.O2M_TEST_SCORE_THRESH:
+                            continue
+                        d = r[0, a * 4:(a + 1) * 4, i, j]
+                        if anchors is None:  # ltrb in pixels around ((j + 0.5)·s, (i + 0.5)·s)
+                            cx, cy = (j + 0.5) * s, (i + 0.5) * s
+                            box = [cx - float(d[0]), cy - float(d[1]), cx + float(d[2]), cy + float(d[3])]
+                            score = p * float(o2m["o2m_ctr"][lvl][0, 0, i, j].sigmoid())
+                        else:
+                            anchor = anchors[lvl].tensor[(i * c.shape[3] + j) * A + a]
+                            box = model.o2m_box2box_transform.apply_deltas(d[None], anchor[None])[0].tolist()
+                            score = p
+                        box = [min(max(box[0], 0), w), min(max(box[1], 0), h), min(max(box[2], 0), w), min(max(box[3], 0), h)]
+                        level.append((p, score, k, box))
+        level.sort(key=lambda z: -z[0])
+        cand += level[: date_mod.O2M_TEST_TOPK_CANDIDATES]
+    cand.sort(key=lambda z: -z[1])
+    kept = []
+    for z in cand:  # greedy NMS within each class
+        same = [y for y in kept if y[2] == z[2]]
+        if same:
+            iou = pairwise_iou(Boxes(torch.tensor([z[3]])), Boxes(torch.tensor([y[3] for y in same])))
+            if float(iou.max()) > date_mod.O2M_TEST_NMS_THRESH:
+                continue
+        kept.append(z)
+    return kept[: model.max_detections_per_image], len(cand)
+
+
+@pytest.mark.parametrize("variant", ["DATE-F", "DATE-R"])
+def test_o2m_test_branch_decodes_the_o2m_predictor_like_its_detector(variant, monkeypatch):
+    """``model.test_branch="o2m"`` (a diagnostic) evaluates the training-only predictor with its
+    family's decoding and NMS; checked against the literal loops above, with the top-k, the
+    threshold, NMS and the detection cap all biting."""
+    import alignment_det.modeling.meta_arch.date as date_mod
+
+    model = build(VARIANTS[variant] + ["model.test_branch=o2m"])
+    model.eval()
+    head = model.head
+    torch.nn.init.normal_(head.o2m_cls_score.bias, 0.0, 1.0)  # untrained σ(cls) ≈ 0.01: lift it
+    torch.nn.init.constant_(head.o2m_bbox_pred.bias, 2.5 if variant == "DATE-F" else 0.0)  # ~12 px boxes
+    monkeypatch.setattr(date_mod, "O2M_TEST_TOPK_CANDIDATES", 40)
+    monkeypatch.setattr(date_mod, "O2M_TEST_SCORE_THRESH", 0.3)
+    model.max_detections_per_image = 60
+    img = image(5)
+    with torch.no_grad():
+        images = model.preprocess_image([{"image": img}])
+        feats = model.backbone(images.tensor)
+        features = [feats[f] for f in model.head_in_features]
+        out = model.forward_inference(images, features, model.head(features))[0]
+    ref, num_candidates = _reference_o2m_detections(model, img)
+    assert 0 < len(out) == len(ref) <= 60 and num_candidates > len(ref)  # NMS or the cap removed some
+    assert out.scores.numel() == len(ref)
+    torch.testing.assert_close(out.scores, torch.tensor([r[1] for r in ref]), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out.pred_boxes.tensor, torch.tensor([r[3] for r in ref]), rtol=1e-4, atol=1e-3)
+    assert out.pred_classes.tolist() == [r[2] for r in ref]
+    # the method's own inference (o2o) gives other detections from the same weights
+    model.test_branch = "o2o"
+    with torch.no_grad():
+        o2o = model.forward_inference(images, features, model.head(features))[0]
+    assert len(o2o) != len(out) or not torch.equal(o2o.scores, out.scores)
+
+
+def test_test_branch_is_checked_and_export_refuses_the_diagnostic():
+    with pytest.raises(ValueError, match="test_branch must be one of"):
+        build(["model.test_branch=o2n"])
+    model = build(["model.test_branch=o2m"]).eval()
+    with pytest.raises(ValueError, match="exports the method's o2o inference"):
+        model.export_forward(image(0)[None])
+
+
 # ------------------------------------------------------------------------------------ checkpoint
 def test_fcos_checkpoint_loads_with_only_new_layers_missing():
     fcos_cfg = load_config(os.path.join(ROOT, "configs", "quick_schedules", "fcos_instant_test.py"))

@@ -162,7 +162,7 @@ class DATEHead(nn.Module):
     def forward_o2m(
         self, features: List[Tensor], cls_feats: List[Tensor], reg_feats: List[Tensor]
     ) -> Dict[str, List[Tensor]]:
-        """o2m predictor (training only).
+        """o2m predictor (training; at test time only for DATE's ``test_branch="o2m"`` diagnostic).
 
         Returns per level: ``o2m_cls`` (N, A·K, H, W) logits; ``o2m_reg`` (N, A·4, H, W): FCOS
         ltrb in pixels ``exp(scale_l · x)`` (mmdet ``norm_on_bbox=False``), or RetinaNet deltas

@@ -54,6 +54,13 @@ __all__ = ["DATE"]
 logger = logging.getLogger(__name__)
 
 O2O_MATCHERS = ("poto", "onenet_cost")
+TEST_BRANCHES = ("o2o", "o2m")
+# Test-time decoding of the one-to-many branch (``test_branch="o2m"``, a diagnostic): mmdet 2.x's
+# FCOS / RetinaNet ``test_cfg``, the code DATE is built on: σ(cls) > 0.05, top-1000 per level,
+# class-wise NMS at IoU 0.5, then the top ``max_detections_per_image``.
+O2M_TEST_SCORE_THRESH = 0.05
+O2M_TEST_TOPK_CANDIDATES = 1000
+O2M_TEST_NMS_THRESH = 0.5
 
 
 class DATE(FCOS):
@@ -89,6 +96,7 @@ class DATE(FCOS):
         test_topk_candidates: int = 100,
         max_detections_per_image: int = 100,
         test_nms_thresh: Optional[float] = None,
+        test_branch: str = "o2o",
         pixel_mean,
         pixel_std,
     ):
@@ -112,6 +120,10 @@ class DATE(FCOS):
             test_nms_thresh: None (the method: no NMS). A value applies class-wise NMS at that IoU
                 to the o2o detections, to check that NMS no longer changes them (paper Table 6:
                 within 0.1 AP).
+            test_branch: "o2o" (the method) or "o2m": evaluate the training-only one-to-many
+                predictor instead, decoded as its detector family (FCOS: σ(cls)·σ(ctr); RetinaNet:
+                σ(cls)) with NMS (:meth:`o2m_detections`). A diagnostic: it tells whether a weak
+                DATE lacks good shared features (both branches weak) or a good one-to-one predictor.
             test_score_thresh: o2o score threshold (0.01); test_topk_candidates: per-level top-k
                 (100; 1000 in the DATE-R config); max_detections_per_image: 100 (500 on CrowdHuman).
         """
@@ -133,6 +145,9 @@ class DATE(FCOS):
         self.test_nms_thresh = test_nms_thresh
         if o2m not in ("fcos", "retinanet"):
             raise ValueError(f"DATE: o2m must be 'fcos' or 'retinanet', got {o2m!r}")
+        if test_branch not in TEST_BRANCHES:
+            raise ValueError(f"DATE: test_branch must be one of {TEST_BRANCHES}, got {test_branch!r}")
+        self.test_branch = test_branch
         if o2o_matcher not in O2O_MATCHERS:
             raise ValueError(f"DATE: o2o_matcher must be one of {O2O_MATCHERS}, got {o2o_matcher!r}")
         if getattr(head, "o2m", o2m) != o2m:
@@ -441,10 +456,59 @@ class DATE(FCOS):
         sizes = [x.shape[-2] * x.shape[-1] for x in features]
         return list(torch.split(locations, sizes))
 
+    def o2m_detections(self, features: List[Tensor], o2m: Dict, image_sizes) -> List[Instances]:
+        """The one-to-many predictor decoded as the detector it is supervised like (``test_branch="o2m"``).
+
+        Per image and level: candidates with ``σ(cls) > O2M_TEST_SCORE_THRESH``, the top
+        ``O2M_TEST_TOPK_CANDIDATES`` of them by ``σ(cls)``; boxes from the location and its ltrb in pixels
+        (FCOS) or from the anchor and its deltas (RetinaNet), clipped to the unpadded image; score
+        ``σ(cls)·σ(ctr)`` (FCOS, mmdet's centerness factor applied after the top-k) or ``σ(cls)``; then
+        class-wise NMS at ``O2M_TEST_NMS_THRESH`` and the top ``max_detections_per_image``.
+
+        Args:
+            features: per level (N, C, H_l, W_l); o2m: :meth:`DATEHead.forward_o2m` output;
+            image_sizes: per image (H, W) of the unpadded image.
+        """
+        K = self.num_classes
+        cls = [permute_to_N_HWA_K(x, K).float() for x in o2m["o2m_cls"]]
+        reg = [permute_to_N_HWA_K(x, 4).float() for x in o2m["o2m_reg"]]
+        if self.o2m == "fcos":
+            factors = [torch.sigmoid(permute_to_N_HWA_K(x, 1).float()) for x in o2m["o2m_ctr"]]
+            boxes = [ltrb_to_boxes(loc[None], r) for loc, r in zip(self._level_locations(features), reg)]
+        else:
+            factors = [None] * len(cls)
+            anchors = self.o2m_anchor_generator(features)
+            boxes = [
+                self.o2m_box2box_transform.apply_deltas(r.reshape(-1, 4), a.tensor.repeat(r.shape[0], 1)).reshape(r.shape)
+                for a, r in zip(anchors, reg)
+            ]
+        results = []
+        for i, image_size in enumerate(image_sizes):
+            all_boxes, all_scores, all_classes = [], [], []
+            for c, b, f in zip(cls, boxes, factors):
+                prob = torch.sigmoid(c[i]).reshape(-1)  # index = prior · K + class
+                cand = torch.nonzero(prob > O2M_TEST_SCORE_THRESH).squeeze(1)
+                top, order = prob[cand].topk(min(O2M_TEST_TOPK_CANDIDATES, cand.numel()))
+                cand = cand[order]
+                prior = torch.div(cand, K, rounding_mode="floor")
+                all_scores.append(top if f is None else top * f[i, prior, 0])
+                all_boxes.append(b[i, prior])
+                all_classes.append(cand % K)
+            b, s, c = Boxes(torch.cat(all_boxes)), torch.cat(all_scores), torch.cat(all_classes)
+            b.clip(image_size)
+            keep = batched_nms(b.tensor, s, c, O2M_TEST_NMS_THRESH)[: self.max_detections_per_image]
+            results.append(Instances(image_size, pred_boxes=b[keep], scores=s[keep], pred_classes=c[keep]))
+        return results
+
     def forward_inference(self, images: ImageList, features: List[Tensor], predictions: Dict) -> List[Instances]:
         """o2o predictor only, no NMS (unless ``test_nms_thresh`` is set): per image an Instances with at
         most ``max_detections_per_image`` boxes (clipped to the unpadded image), scores >
-        ``test_score_thresh`` and classes."""
+        ``test_score_thresh`` and classes. With ``test_branch="o2m"``, :meth:`o2m_detections` instead."""
+        if self.test_branch == "o2m":
+            # The head's eval forward computes the o2o predictor only; this diagnostic runs the
+            # towers again rather than give the method's inference path an o2m switch.
+            cls_feats, reg_feats = self.head.forward_towers(features)
+            return self.o2m_detections(features, self.head.forward_o2m(features, cls_feats, reg_feats), images.image_sizes)
         boxes, scores, classes = self.o2o_detections(
             predictions["o2o_cls"], predictions["o2o_reg"], predictions.get("o2o_filter"),
             self._level_locations(features),
@@ -471,6 +535,9 @@ class DATE(FCOS):
             boxes (N, D, 4) XYXY, scores (N, D), classes (N, D) int64, D as :meth:`o2o_detections`.
             Rows with ``score <= test_score_thresh`` are padding: score 0, class -1, box 0.
         """
+        if self.test_branch != "o2o":
+            raise ValueError(f"DATE.export_forward exports the method's o2o inference; test_branch={self.test_branch!r} "
+                             "is a diagnostic for evaluation only")
         x = (images - self.pixel_mean) / self.pixel_std
         feats = self.backbone(x)
         features = [feats[f] for f in self.head_in_features]
