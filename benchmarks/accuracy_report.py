@@ -263,11 +263,13 @@ def plot_pairs(per_config: Dict[str, dict], path: str, *, title: str, steps: Seq
         label = per_config[baseline]["label"] if baseline in per_config else baseline
         ax.set(xlabel="iteration", ylabel="COCO AP (test set)", title=f"against {label}")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right")
+        # Below the panel: rising curves leave no corner of the axes free once a panel holds
+        # several methods and controls.
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.17), ncol=2, frameon=False)
     fig.suptitle(title + " (dotted: lr x0.1; dashed: controls; dash-dot: ablations; markers: seed 0 circle,"
                  " seed 1 square)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # "tight" keeps the legends below the panels
     plt.close(fig)
     return [ax.get_title() for ax in axes[0]]
 
