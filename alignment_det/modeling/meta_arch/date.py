@@ -469,6 +469,9 @@ class DATE(FCOS):
             features: per level (N, C, H_l, W_l); o2m: :meth:`DATEHead.forward_o2m` output;
             image_sizes: per image (H, W) of the unpadded image.
         """
+        # Not DenseDetector._decode_per_level_predictions: it decodes with ``self.box2box_transform``
+        # (FCOS's stride-normalised one, not this branch's pixels or anchor deltas) and ranks by the
+        # final score, while mmdet ranks by σ(cls) and multiplies the centerness in after the top-k.
         K = self.num_classes
         cls = [permute_to_N_HWA_K(x, K).float() for x in o2m["o2m_cls"]]
         reg = [permute_to_N_HWA_K(x, 4).float() for x in o2m["o2m_reg"]]
