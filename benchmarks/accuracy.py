@@ -66,9 +66,10 @@ DEFAULT_PAIRS = (
 )
 # Controls that test each paper's own claim (run them with --pairs NAME; the baseline runs are
 # shared with the default pairs): HCRAL's ablation base on RetinaNet; DATE without its one-to-many
-# branch (the OneNet/POTO detector DATE's faster convergence is measured against) and FCOS with
-# DATE's optimizer; ATSS with HCRAL's IoU quality target. MAL's ablations split its gap to
-# RetinaNet between its parts: the bag likelihood alone (FreeAnchor's), + selection, + depression.
+# branch (the OneNet/POTO detector DATE's faster convergence is measured against), DATE with only
+# its one-to-many branch (with and without FCOS's centre sampling) and FCOS with DATE's optimizer;
+# ATSS with HCRAL's IoU quality target. MAL's ablations split its gap to RetinaNet between its
+# parts: the bag likelihood alone (FreeAnchor's), + selection, + depression.
 # HCRAL's ablations take one part at a time: each HCRA loss alone on RetinaNet (the paper's Tables
 # 1-4 base), and HCRA-C, HCRA-R or EATSS alone on ATSS with HCRAL's IoU quality target (compare them
 # with the "ATSS, IoU quality target" control, which has none of the three).
@@ -76,6 +77,7 @@ CONTROL_PAIRS = (
     ("retinanet_controls", "retinanet_R50.py", ("hcral_retinanet_R50_1x.py",)),
     ("fcos_controls", "fcos_R50.py",
      ("projects/DATE/configs/date_F_R50_o2o_only.py", "projects/DATE/configs/date_F_R50_o2m_only.py",
+      "projects/DATE/configs/date_F_R50_o2m_only_center_sampling.py",
       "projects/DATE/configs/fcos_R50_date_optimizer.py")),
     ("atss_controls", "atss_R50_1x.py", ("projects/HCRAL/configs/atss_iou_quality.py",)),
     ("mal_ablations", "retinanet_R50.py", tuple(
@@ -111,6 +113,8 @@ LABELS = {
     "hcral_retinanet_R50_1x.py": "HCRAL-RetinaNet",
     "projects/DATE/configs/date_F_R50_o2o_only.py": "DATE-F, one-to-one only",
     "projects/DATE/configs/date_F_R50_o2m_only.py": "DATE-F, one-to-many only (evaluated with NMS)",
+    "projects/DATE/configs/date_F_R50_o2m_only_center_sampling.py":
+        "DATE-F, one-to-many only, with FCOS's centre sampling (evaluated with NMS)",
     "projects/DATE/configs/fcos_R50_date_optimizer.py": "FCOS, DATE's optimizer",
     "projects/HCRAL/configs/atss_iou_quality.py": "ATSS, IoU quality target",
     "projects/MAL/configs/mal_R50_selection_all.py": "MAL, bag loss only (no selection, no depression)",

@@ -461,6 +461,10 @@ def test_control_pairs_resolve_and_share_the_baseline_runs():
     o2m_only = load_config(dict((n, p) for _, _, n, p in rows)["projects/DATE/configs/date_F_R50_o2m_only.py"])
     assert o2m_only.model.lambda_o2o == 0.0 and o2m_only.model.lambda_o2m == 1.0
     assert o2m_only.model.test_branch == "o2m" and "test_branch" not in o2o_only.model
+    assert "o2m_center_sampling_radius" not in o2m_only.model
+    sampled = load_config(dict((n, p) for _, _, n, p in rows)["projects/DATE/configs/date_F_R50_o2m_only_center_sampling.py"])
+    assert sampled.model.o2m_center_sampling_radius == 1.5
+    assert {k: v for k, v in sampled.model.items() if k != "o2m_center_sampling_radius"} == dict(o2m_only.model)
     iou_atss = load_config(dict((n, p) for _, _, n, p in rows)["projects/HCRAL/configs/atss_iou_quality.py"])
     assert iou_atss.model.quality_target == "iou" and load_config(rows[-2][3]).model.quality_target == "centerness"
     # two chosen pairs with one baseline: one run, one row

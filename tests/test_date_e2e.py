@@ -18,6 +18,7 @@ from detectron2.utils.events import EventStorage  # noqa: E402
 
 from _inputs import tiny_model  # noqa: E402
 
+from alignment_det.assigners.fcos_targets import fcos_targets  # noqa: E402
 from alignment_det.config import load_config  # noqa: E402
 from alignment_det.modeling.meta_arch.date import DATE  # noqa: E402
 from alignment_det.utils.lr_factor import backbone_lr_factor  # noqa: E402
@@ -129,6 +130,28 @@ def test_every_gt_gets_one_distinct_location_and_lambdas_scale_losses():
     for k in losses:
         factor = 2.0 if k.startswith("loss_o2o") else 0.5
         torch.testing.assert_close(scaled[k], losses[k] * factor)
+
+
+def test_o2m_centre_sampling_option_passes_each_locations_stride():
+    box = [[8.0, 8, 120, 120]]  # large: without centre sampling most positives lie near its border
+    plain, sampled = build(), build(["model.o2m_center_sampling_radius=1.5"])
+    feats = [torch.zeros(1, 1, H // s, W // s) for s in plain.strides]
+    locations, loc_strides, level_ids = plain.locations(feats)
+    gt_boxes, gt_classes = [instances(box).gt_boxes.tensor], [torch.tensor([1])]
+    off = plain._fcos_o2m_labels(locations, level_ids, gt_boxes, gt_classes)[0]
+    on = sampled._fcos_o2m_labels(locations, level_ids, gt_boxes, gt_classes)[0]
+    ref = fcos_targets(locations, level_ids, gt_boxes[0], gt_classes[0], plain.num_classes,
+                       center_sampling_radius=1.5, strides=loc_strides)
+    assert torch.equal(on.gt_index, ref.gt_index) and torch.equal(on.ltrb, ref.ltrb)
+    n_on, n_off = int((on.gt_index >= 0).sum()), int((off.gt_index >= 0).sum())
+    assert 0 < n_on < n_off
+    sampled.train()
+    with EventStorage(0) as storage:  # trains with it, on a crowded image too
+        losses = sampled(batch([instances(box, [1]), crowded(100)]))
+        assert all(torch.isfinite(v) for v in losses.values()) and losses["loss_o2m_iou"] > 0
+        assert storage.histories()["date/num_o2m_pos"].latest() > 0
+    with pytest.raises(ValueError, match="o2m_center_sampling_radius applies to the FCOS"):
+        build(["model.o2m=retinanet", "model.head.o2m=retinanet", "model.o2m_center_sampling_radius=1.5"])
 
 
 def test_onenet_cost_matcher_trains():

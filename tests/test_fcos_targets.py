@@ -54,6 +54,28 @@ def test_inside_box_is_strict_and_no_centre_sampling():
     assert t.labels.tolist() == [K, K, 1]
 
 
+def test_centre_sampling_keeps_only_the_centre_region_by_hand():
+    # box (0,0,100,100), centre (50,50); stride 16, radius 1.5 -> region (26,26)-(74,74), strict.
+    # (2,50): inside the box, outside the region -> background only with centre sampling.
+    # (30,50): ltrb (30,50,70,50), max 70 in level 1's [64,128] -> positive, target the WHOLE box.
+    # (26,50): on the region's border -> background (strict).
+    # (36,50) on level 0 (stride 8): ltrb max 64 -> in range; its region is (38,62), so the radius
+    # follows the location's own stride: background there, though inside level 1's region.
+    box, locs, levels = [[0.0, 0, 100, 100]], [[2, 50], [30, 50], [26, 50], [36, 50]], [1, 1, 1, 0]
+    strides = torch.tensor([16.0, 16, 16, 8])
+    off = run(locs, levels, box, [1])
+    on = run(locs, levels, box, [1], center_sampling_radius=1.5, strides=strides)
+    assert off.labels.tolist() == [1, 1, 1, 1]
+    assert on.labels.tolist() == [K, 1, K, K]
+    assert on.ltrb[1].tolist() == [30, 50, 70, 50]
+    # the region is clipped to the box: a thin box (0,40,100,44) keeps y in (40,44), not (18,66)
+    thin = run([[50, 42], [50, 45]], [0, 0], [[0.0, 40, 100, 44]], [0], center_sampling_radius=1.5,
+               strides=torch.tensor([16.0, 16]))
+    assert thin.labels.tolist() == [0, K]
+    with pytest.raises(ValueError, match="needs strides"):
+        run(locs, levels, box, [1], center_sampling_radius=1.5)
+
+
 def test_ambiguous_location_takes_smallest_area_gt():
     big, small = [0.0, 0, 100, 100], [40.0, 40, 60, 60]
     # (50,50) level 0: big ltrb max 50, small max 10, both in [-1,64] -> smaller area (400 < 10000)
@@ -86,8 +108,9 @@ def test_no_gt_all_background():
     assert not t.ltrb.any() and not t.centerness.any()
 
 
-def brute_force(locs, levels, boxes, classes, ranges):
-    """Location-by-location, GT-by-GT reading of mmdet FCOSHead._get_target_single."""
+def brute_force(locs, levels, boxes, classes, ranges, strides=None, radius=None):
+    """Location-by-location, GT-by-GT reading of mmdet FCOSHead._get_target_single (with
+    ``center_sampling`` when ``radius`` is given: the box shrunk to centre ± radius·stride)."""
     labels, gt_index = [], []
     for (x, y), lvl in zip(locs.tolist(), levels.tolist()):
         lo, hi = ranges[lvl]
@@ -95,15 +118,21 @@ def brute_force(locs, levels, boxes, classes, ranges):
         for g, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
             d = (x - x0, y - y0, x1 - x, y1 - y)
             area = (x1 - x0) * (y1 - y0)
-            if min(d) > 0 and lo <= max(d) <= hi and area < best_area:
+            inside = min(d) > 0
+            if radius is not None:
+                cx, cy, r = (x0 + x1) / 2, (y0 + y1) / 2, radius * strides[lvl]
+                cb = (x - max(cx - r, x0), y - max(cy - r, y0), min(cx + r, x1) - x, min(cy + r, y1) - y)
+                inside = min(cb) > 0
+            if inside and lo <= max(d) <= hi and area < best_area:
                 best, best_area = g, area
         gt_index.append(best)
         labels.append(classes[best].item() if best >= 0 else K)
     return labels, gt_index
 
 
+@pytest.mark.parametrize("radius", [None, 1.5])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_vectorised_matches_brute_force(seed):
+def test_vectorised_matches_brute_force(seed, radius):
     g = torch.Generator().manual_seed(seed)
     strides = [8, 16, 32, 64, 128]
     locs, levels = [], []
@@ -117,9 +146,10 @@ def test_vectorised_matches_brute_force(seed):
     wh = torch.rand(20, 2, generator=g) * 300 + 1
     boxes = torch.cat((xy, xy + wh), 1)
     classes = torch.randint(0, K, (20,), generator=g)
-    t = fcos_targets(locs, levels, boxes, classes, K, gt_chunk_size=7)
-    labels, gt_index = brute_force(locs, levels, boxes, classes, MMDET_FCOS_REGRESS_RANGES)
+    loc_strides = torch.tensor(strides, dtype=torch.float32)[levels]
+    t = fcos_targets(locs, levels, boxes, classes, K, gt_chunk_size=7, center_sampling_radius=radius, strides=loc_strides)
+    labels, gt_index = brute_force(locs, levels, boxes, classes, MMDET_FCOS_REGRESS_RANGES, strides, radius)
     assert t.labels.tolist() == labels and t.gt_index.tolist() == gt_index
     pos = t.gt_index >= 0
-    assert pos.sum() > 50  # the comparison is not vacuous
+    assert pos.sum() > (20 if radius else 50)  # the comparison is not vacuous
     assert (t.ltrb[pos] > 0).all() and (t.centerness[pos] > 0).all() and (t.centerness[pos] <= 1).all()

@@ -10,14 +10,20 @@ docs/methods.md#date-losses (mmdet ``FCOSHead._get_target_single`` with ``center
 * a location with several candidates takes the smallest-area GT (first one on equal areas);
 * centerness target ``sqrt(min(l, r)/max(l, r) · min(t, b)/max(t, b))``.
 
+``center_sampling_radius`` (off by default, as in DATE) is mmdet's ``center_sampling=True``: the
+"strictly inside the box" test becomes "strictly inside ``[centre ± radius·stride_l]`` clipped to the
+box" (the region of :func:`alignment_det.assigners.one_to_one.center_prior_mask`); the ltrb targets and
+the range test still use the whole box. Detectron2's FCOS samples this way (radius 1.5).
+
 Range bounds: mmdet tests ``>= lo and <= hi`` (closed), which the spec's "(64, 128]" notation writes as
 half-open; the two differ only when max(ltrb) equals a bound exactly. We follow the mmdet code the
 DATE results come from.
 """
-from typing import NamedTuple, Sequence, Tuple
+from typing import NamedTuple, Optional, Sequence, Tuple
 
 import torch
 
+from alignment_det.assigners.one_to_one import center_prior_mask
 from alignment_det.utils.boxes import box_area, point_box_distances
 
 __all__ = ["FCOSTargets", "MMDET_FCOS_REGRESS_RANGES", "fcos_targets", "centerness_targets"]
@@ -55,6 +61,8 @@ def fcos_targets(
     num_classes: int,
     *,
     regress_ranges: Sequence[Tuple[float, float]] = MMDET_FCOS_REGRESS_RANGES,
+    center_sampling_radius: Optional[float] = None,
+    strides: Optional[torch.Tensor] = None,
     gt_chunk_size: int = 256,
 ) -> FCOSTargets:
     """FCOS targets for one image (vectorised over locations x GTs, chunked over GTs).
@@ -65,11 +73,16 @@ def fcos_targets(
         gt_boxes: (G, 4) XYXY; gt_classes: (G,) int64 in [0, num_classes).
         num_classes: K, also the background label.
         regress_ranges: per-level (lo, hi) bounds on max(ltrb), closed as in mmdet.
+        center_sampling_radius: None (DATE, mmdet's default: any location inside the box) or a
+            radius in strides: only locations inside the GT's centre region are candidates.
+        strides: (R,) stride of each location's level; needed with ``center_sampling_radius``.
         gt_chunk_size: GTs per chunk; bounds the (R, chunk, 4) temporaries.
 
     Returns:
         :class:`FCOSTargets` (labels, ltrb, centerness, gt_index), all of length R.
     """
+    if center_sampling_radius is not None and (strides is None or strides.shape[0] != locations.shape[0]):
+        raise ValueError("fcos_targets: center_sampling_radius needs strides, one per location")
     R, G = locations.shape[0], gt_boxes.shape[0]
     device = locations.device
     locs = locations.float()
@@ -83,7 +96,11 @@ def fcos_targets(
         stop = min(start + gt_chunk_size, G)
         ltrb = point_box_distances(locs, boxes[start:stop])  # (R, C, 4)
         max_side = ltrb.max(dim=-1).values
-        ok = (ltrb.min(dim=-1).values > 0) & (max_side >= lo) & (max_side <= hi)
+        if center_sampling_radius is None:
+            inside = ltrb.min(dim=-1).values > 0
+        else:  # the centre region is clipped to the box, so inside it implies inside the box
+            inside = center_prior_mask(locs, strides, boxes[start:stop], center_sampling_radius)
+        ok = inside & (max_side >= lo) & (max_side <= hi)
         cand = torch.where(ok, areas[None, start:stop].expand(R, -1), torch.full_like(max_side, INF))
         a_min, a_idx = cand.min(dim=1)
         better = a_min < best_area  # strict: an earlier GT keeps a tie, as in one torch.min over all G

@@ -87,6 +87,7 @@ class DATE(FCOS):
         lambda_o2o: float = 1.0,
         lambda_o2m: float = 1.0,
         o2m_regress_ranges: Sequence[Tuple[float, float]] = MMDET_FCOS_REGRESS_RANGES,
+        o2m_center_sampling_radius: Optional[float] = None,
         o2m_anchor_generator: Optional[DefaultAnchorGenerator] = None,
         o2m_box2box_transform: Optional[Box2BoxTransform] = None,
         o2m_anchor_matcher: Optional[Matcher] = None,
@@ -114,6 +115,9 @@ class DATE(FCOS):
                 (default (2, 2): the paper's λ_o2m = 2 realised as per-loss weights, as the code).
             lambda_o2o, lambda_o2m: branch weights (1, 1; Table 10's best DATE-F is 2 / 1).
             o2m_regress_ranges: per-level max-ltrb ranges of the FCOS o2m targets (mmdet's).
+            o2m_center_sampling_radius: None (DATE: mmdet's FCOS without centre sampling) or a
+                radius in strides (FCOS's 1.5): FCOS o2m positives only in each GT's centre region.
+                Not in the paper; a control for the one-to-many form on large boxes.
             o2m_anchor_generator, o2m_box2box_transform, o2m_anchor_matcher: DATE-R's RetinaNet
                 pieces (default: 9 anchors, octave base 4, deltas with weights 1, Matcher 0.4/0.5).
             focal_loss_alpha, focal_loss_gamma: focal loss of both branches (0.25, 2).
@@ -172,6 +176,9 @@ class DATE(FCOS):
         self.lambda_o2o = float(lambda_o2o)
         self.lambda_o2m = float(lambda_o2m)
         self.o2m_regress_ranges = tuple(tuple(float(v) for v in r) for r in o2m_regress_ranges)
+        if o2m_center_sampling_radius is not None and o2m != "fcos":
+            raise ValueError("DATE: o2m_center_sampling_radius applies to the FCOS one-to-many branch (o2m='fcos')")
+        self.o2m_center_sampling_radius = None if o2m_center_sampling_radius is None else float(o2m_center_sampling_radius)
         if o2m == "fcos" and len(self.o2m_regress_ranges) != len(self.strides):
             raise ValueError(
                 f"DATE: {len(self.o2m_regress_ranges)} o2m_regress_ranges for {len(self.strides)} levels"
@@ -315,8 +322,10 @@ class DATE(FCOS):
 
     def _fcos_o2m_labels(self, locations, level_ids, gt_boxes, gt_classes):
         """DATE-F o2m targets of every image (mmdet FCOS semantics)."""
+        strides = torch.as_tensor(self.strides, dtype=torch.float32, device=locations.device)[level_ids]
         return [
-            fcos_targets(locations, level_ids, b, c, self.num_classes, regress_ranges=self.o2m_regress_ranges)
+            fcos_targets(locations, level_ids, b, c, self.num_classes, regress_ranges=self.o2m_regress_ranges,
+                         center_sampling_radius=self.o2m_center_sampling_radius, strides=strides)
             for b, c in zip(gt_boxes, gt_classes)
         ]
 
