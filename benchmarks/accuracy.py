@@ -113,8 +113,7 @@ LABELS = {
     "hcral_retinanet_R50_1x.py": "HCRAL-RetinaNet",
     "projects/DATE/configs/date_F_R50_o2o_only.py": "DATE-F, one-to-one only",
     "projects/DATE/configs/date_F_R50_o2m_only.py": "DATE-F, one-to-many only (evaluated with NMS)",
-    "projects/DATE/configs/date_F_R50_o2m_only_center_sampling.py":
-        "DATE-F, one-to-many only, with FCOS's centre sampling (evaluated with NMS)",
+    "projects/DATE/configs/date_F_R50_o2m_only_center_sampling.py": "DATE-F, one-to-many only, centre sampling (with NMS)",
     "projects/DATE/configs/fcos_R50_date_optimizer.py": "FCOS, DATE's optimizer",
     "projects/HCRAL/configs/atss_iou_quality.py": "ATSS, IoU quality target",
     "projects/MAL/configs/mal_R50_selection_all.py": "MAL, bag loss only (no selection, no depression)",
