@@ -138,8 +138,8 @@ def test_o2m_centre_sampling_option_passes_each_locations_stride():
     feats = [torch.zeros(1, 1, H // s, W // s) for s in plain.strides]
     locations, loc_strides, level_ids = plain.locations(feats)
     gt_boxes, gt_classes = [instances(box).gt_boxes.tensor], [torch.tensor([1])]
-    off = plain._fcos_o2m_labels(locations, level_ids, gt_boxes, gt_classes)[0]
-    on = sampled._fcos_o2m_labels(locations, level_ids, gt_boxes, gt_classes)[0]
+    off = plain._fcos_o2m_labels(locations, loc_strides, level_ids, gt_boxes, gt_classes)[0]
+    on = sampled._fcos_o2m_labels(locations, loc_strides, level_ids, gt_boxes, gt_classes)[0]
     ref = fcos_targets(locations, level_ids, gt_boxes[0], gt_classes[0], plain.num_classes,
                        center_sampling_radius=1.5, strides=loc_strides)
     assert torch.equal(on.gt_index, ref.gt_index) and torch.equal(on.ltrb, ref.ltrb)

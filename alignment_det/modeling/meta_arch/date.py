@@ -263,7 +263,9 @@ class DATE(FCOS):
         losses = {k: v * self.lambda_o2o for k, v in losses.items()}
 
         if self.o2m == "fcos":
-            o2m, num_pos, o2m_gt = self._fcos_o2m_losses(predictions, locations, level_ids, gt_boxes, gt_classes)
+            o2m, num_pos, o2m_gt = self._fcos_o2m_losses(
+                predictions, locations, loc_strides, level_ids, gt_boxes, gt_classes
+            )
         else:
             o2m, num_pos, o2m_gt = self._retina_o2m_losses(features, predictions, gt_instances)
         o2m = {k: v * self.lambda_o2m for k, v in o2m.items()}
@@ -320,23 +322,23 @@ class DATE(FCOS):
         if scores:
             log_score_iou_correlation(torch.cat(scores), torch.cat(ious))
 
-    def _fcos_o2m_labels(self, locations, level_ids, gt_boxes, gt_classes):
-        """DATE-F o2m targets of every image (mmdet FCOS semantics)."""
-        strides = torch.as_tensor(self.strides, dtype=torch.float32, device=locations.device)[level_ids]
+    def _fcos_o2m_labels(self, locations, loc_strides, level_ids, gt_boxes, gt_classes):
+        """DATE-F o2m targets of every image (mmdet FCOS semantics); ``loc_strides`` only matter with
+        ``o2m_center_sampling_radius``."""
         return [
             fcos_targets(locations, level_ids, b, c, self.num_classes, regress_ranges=self.o2m_regress_ranges,
-                         center_sampling_radius=self.o2m_center_sampling_radius, strides=strides)
+                         center_sampling_radius=self.o2m_center_sampling_radius, strides=loc_strides)
             for b, c in zip(gt_boxes, gt_classes)
         ]
 
-    def _fcos_o2m_losses(self, predictions, locations, level_ids, gt_boxes, gt_classes):
+    def _fcos_o2m_losses(self, predictions, locations, loc_strides, level_ids, gt_boxes, gt_classes):
         """DATE-F o2m: mmdet FCOS targets and losses; returns (losses, #positives in the batch, per
         image the (R,) GT index of each location, -1 at background)."""
         K = self.num_classes
         cls = cat([permute_to_N_HWA_K(x, K) for x in predictions["o2m_cls"]], dim=1)
         ltrb = cat([permute_to_N_HWA_K(x, 4) for x in predictions["o2m_reg"]], dim=1)
         ctr = cat([permute_to_N_HWA_K(x, 1) for x in predictions["o2m_ctr"]], dim=1).squeeze(-1)
-        targets = self._fcos_o2m_labels(locations, level_ids, gt_boxes, gt_classes)
+        targets = self._fcos_o2m_labels(locations, loc_strides, level_ids, gt_boxes, gt_classes)
         labels = torch.stack([t.labels for t in targets])
         losses = fcos_o2m_losses(
             cls, ltrb, ctr, labels,
@@ -391,7 +393,7 @@ class DATE(FCOS):
         gt_classes = [inst.gt_classes for inst in gt_instances]
         matches = self.o2o_matches(images, probs, boxes, locations, loc_strides, gt_boxes, gt_classes)
         if self.o2m == "fcos":
-            targets = self._fcos_o2m_labels(locations, level_ids, gt_boxes, gt_classes)
+            targets = self._fcos_o2m_labels(locations, loc_strides, level_ids, gt_boxes, gt_classes)
             o2m = [(torch.nonzero(t.gt_index >= 0).squeeze(1), t.gt_index) for t in targets]
             o2m_priors, o2m_levels = locations, level_ids
         else:
