@@ -494,6 +494,11 @@ def test_hcral_ablations_keep_one_part_each():
     # every part ablation keeps HCRAL's IoU target, so the IoU-quality control is their common base
     assert {m.quality_target for m in atss.values()} == {"iou"}
     assert all(name in accuracy.LABELS for name in list(retina) + list(atss))
+    # the no-RCI diagnostic is HCRA-C only with the RCI factor dropped, and nothing else
+    no_rci, hcrac_only = (atss[f"projects/HCRAL/configs/atss_hcrac_{k}.py"] for k in ("no_rci", "only"))
+    assert (no_rci.hcrac.use_rci, hcrac_only.hcrac.use_rci) == (False, True)
+    no_rci.hcrac.use_rci = True
+    assert OmegaConf.to_yaml(no_rci) == OmegaConf.to_yaml(hcrac_only)
 
 
 def test_an_eval_variant_evaluates_the_final_model_again_once(tmp_path):
