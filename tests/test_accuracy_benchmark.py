@@ -499,6 +499,11 @@ def test_hcral_ablations_keep_one_part_each():
     assert (no_rci.hcrac.use_rci, hcrac_only.hcrac.use_rci) == (False, True)
     no_rci.hcrac.use_rci = True
     assert OmegaConf.to_yaml(no_rci) == OmegaConf.to_yaml(hcrac_only)
+    # GHM-C is HCRA-C only without RCI and without IoU conditioning, and nothing else
+    ghmc = atss["projects/HCRAL/configs/atss_ghmc.py"]
+    assert (ghmc.hcrac.use_rci, ghmc.hcrac.use_iou_conditioning, hcrac_only.hcrac.use_iou_conditioning) == (False, False, True)
+    ghmc.hcrac.use_rci = ghmc.hcrac.use_iou_conditioning = True
+    assert OmegaConf.to_yaml(ghmc) == OmegaConf.to_yaml(hcrac_only)
 
 
 def test_an_eval_variant_evaluates_the_final_model_again_once(tmp_path):

@@ -65,6 +65,21 @@ def test_weights_and_loss_equal_mmdet_ghmc_over_several_steps(momentum):
             torch.testing.assert_close(harm.acc, acc_sum, rtol=1e-6, atol=0)
 
 
+def test_without_rci_and_iou_conditioning_hcrac_is_mmdet_ghmc_for_any_iou():
+    """The GHM-C diagnostic config: ω = 1 and no RCI leave β alone, whatever u and μ are."""
+    hcrac = HCRACLoss(bins=20, momentum=0.75, use_rci=False, use_iou_conditioning=False, ema_init="zero")
+    acc_sum = torch.zeros(20)
+    for step in range(3):
+        logits, targets, valid = random_step(10 + step)
+        u = torch.rand(logits.shape[:-1], generator=torch.Generator().manual_seed(step))
+        ref_loss, _ = mmdet_ghmc(logits, targets, valid[..., None].expand_as(logits).float(), acc_sum)
+        torch.testing.assert_close(hcrac(logits, targets, u, valid).loss, ref_loss, rtol=1e-5, atol=0)
+    # with the conditioning on, the same inputs give another loss (ω < 1 somewhere)
+    conditioned = HCRACLoss(bins=20, momentum=0.0, use_rci=False)(logits, targets, u, valid).loss
+    plain = HCRACLoss(bins=20, momentum=0.0, use_rci=False, use_iou_conditioning=False)(logits, targets, u, valid).loss
+    assert conditioned < plain
+
+
 def test_weights_by_hand_without_ema():
     # M = 4 bins [0,.25) [.25,.5) [.5,.75) [.75,1]; g = .02 .03 -> bin 0 (2), .5 -> bin 2, .97 and 1.0
     # -> bin 3 (2; g = 1 lands in the last bin as in mmdet). tot = 5, n = 3 non-empty bins:

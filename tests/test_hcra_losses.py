@@ -76,6 +76,9 @@ def test_hcrac_loss_by_hand():
     # no RCI (Table 1): prior 0 keeps its ω·β
     no_rci = HCRACLoss(momentum=0.0, use_rci=False)(logits.detach(), targets, u)
     assert no_rci.loss.item() == pytest.approx((0.6 * math.log(2) + w1 * math.log(1 + math.exp(2))) / 2, rel=1e-6)
+    # no IoU conditioning: ω = 1, so prior 0 keeps σ(.5) (its RCI) and prior 1 loses its .952
+    no_cond = HCRACLoss(momentum=0.0, use_iou_conditioning=False)(logits.detach(), targets, u)
+    assert no_cond.loss.item() == pytest.approx((sig(0.5) * math.log(2) + math.log(1 + math.exp(2))) / 2, rel=1e-6)
 
 
 def test_hcrac_image_without_gt_is_all_negative_with_unit_factors():

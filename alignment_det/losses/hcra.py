@@ -19,6 +19,8 @@ Why mirrored: Eq. 5 as printed gives zero loss to every positive whose score is 
 at initialisation (p ≈ 0.01) is every positive, so training cannot start; mirrored weights
 positives the more the further their score lags their IoU and fades to 0 once it has caught up,
 which is the paper's stated motivation. ``use_rci=False`` drops the factor (Table 1 "no RCI").
+``use_iou_conditioning=False`` sets ω = 1 (no paper row; a diagnostic): with ``use_rci=False`` too,
+HCRA-C is mmdet's GHM-C, the harmoniser alone.
 
 **HCRA-R** (replaces GIoU), over positives ``i`` with ``IoU_i`` = IoU(predicted box, GT) and
 ``s_i`` = σ(logit of the assigned class)::
@@ -141,7 +143,8 @@ class HCRACLoss(nn.Module):
     """HCRA-C (module doc). Holds the GHM harmoniser, whose bin EMA is its only state (``ghm.acc``).
 
     Args (keyword-only): bins (20), momentum (0.75) of the GHM EMA, mu (0.7), theta (5), alpha (α_c,
-    0), rci_mode ("mirrored" | "literal"), use_rci (True; False = Table 1's "no RCI"), ema_init
+    0), rci_mode ("mirrored" | "literal"), use_rci (True; False = Table 1's "no RCI"),
+    use_iou_conditioning (True; False = ω of 1 everywhere, a diagnostic), ema_init
     ("first" | "zero"), beta_cap (None), sync (all-reduce GHM counts): see
     :class:`~alignment_det.losses.ghm.GHMHarmonizer` for the last four.
     """
@@ -156,6 +159,7 @@ class HCRACLoss(nn.Module):
         alpha: float = 0.0,
         rci_mode: str = "mirrored",
         use_rci: bool = True,
+        use_iou_conditioning: bool = True,
         ema_init: str = "first",
         beta_cap: Optional[float] = None,
         sync: bool = True,
@@ -169,9 +173,13 @@ class HCRACLoss(nn.Module):
         self.alpha = float(alpha)
         self.rci_mode = rci_mode
         self.use_rci = bool(use_rci)
+        self.use_iou_conditioning = bool(use_iou_conditioning)
 
     def extra_repr(self) -> str:
-        return f"mu={self.mu}, theta={self.theta}, alpha={self.alpha}, rci_mode={self.rci_mode!r}, use_rci={self.use_rci}"
+        return (
+            f"mu={self.mu}, theta={self.theta}, alpha={self.alpha}, rci_mode={self.rci_mode!r}, use_rci={self.use_rci}, "
+            f"use_iou_conditioning={self.use_iou_conditioning}"
+        )
 
     def forward(
         self,
@@ -202,10 +210,13 @@ class HCRACLoss(nn.Module):
             ghm = self.ghm((p - y).abs(), None if valid is None else valid[..., None])
             # ω·f(RCI) is ω_neg(u) (f = 1) for every negative element: one value per prior, so the
             # (..., K) weight is β times a broadcast, and only the few positive elements are redone.
-            weight = ghm.beta * negative_conditioning(u, self.mu)[..., None]
+            if self.use_iou_conditioning:
+                weight = ghm.beta * negative_conditioning(u, self.mu)[..., None]
+            else:
+                weight = ghm.beta.clone()
             pos = (y > 0).nonzero(as_tuple=True)
             u_pos = u[pos[:-1]]
-            w_pos = u_pos  # ω of a positive
+            w_pos = u_pos if self.use_iou_conditioning else torch.ones_like(u_pos)  # ω of a positive
             if self.use_rci:
                 w_pos = w_pos * positive_residual(p[pos], u_pos, theta=self.theta, alpha=self.alpha, mode=self.rci_mode)
             weight[pos] = ghm.beta[pos] * w_pos

@@ -13,6 +13,7 @@ hcrac = L(HCRACLoss)(
     alpha=0.0,
     rci_mode="mirrored",  # docs/methods.md#hcral-choices; "literal" = Eq. 5 as printed
     use_rci=True,
+    use_iou_conditioning=True,  # False: ω = 1 (a diagnostic; with use_rci=False it is GHM-C)
     ema_init="first",  # GHM EMA seeded with the first counts; "zero" = mmdet
     beta_cap=None,
     sync=True,
