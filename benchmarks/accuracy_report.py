@@ -9,6 +9,7 @@ import math
 import os
 import platform
 import statistics
+import textwrap
 from typing import Dict, List, Optional, Sequence
 
 import torch
@@ -257,7 +258,9 @@ def plot_pairs(per_config: Dict[str, dict], path: str, *, title: str, steps: Seq
                 ax.plot(*zip(*r["ap_curve"]), marker=_seed_marker(r["seed"]), markersize=3.5,
                         color="black" if is_base else cmap(i % 10),
                         linestyle=_line_style(c["pair"]),
-                        linewidth=2 if is_base else 1.3, label=f"{c['label']} (seed {r['seed']})")
+                        linewidth=2 if is_base else 1.3,
+                        # wrapped: two columns of long control labels would run into the next panel
+                        label=textwrap.fill(f"{c['label']} (seed {r['seed']})", 34))
         for s in steps:
             ax.axvline(s, color="grey", linestyle=":", linewidth=1)
         label = per_config[baseline]["label"] if baseline in per_config else baseline
