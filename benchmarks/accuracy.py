@@ -87,7 +87,8 @@ CONTROL_PAIRS = (
     ("hcral_retinanet_ablations", "retinanet_R50.py", tuple(
         f"projects/HCRAL/configs/retinanet_{part}_only.py" for part in ("hcrac", "hcrar"))),
     ("hcral_atss_ablations", "atss_R50_1x.py", tuple(
-        f"projects/HCRAL/configs/atss_{part}.py" for part in ("hcrac_only", "hcrar_only", "eatss_only", "hcrac_no_rci", "ghmc"))),
+        f"projects/HCRAL/configs/atss_{part}.py"
+        for part in ("hcrac_only", "hcrar_only", "eatss_only", "hcrac_no_rci", "ghmc"))),
 )
 # Rows that evaluate another row's trained model again with overrides, without training:
 # config -> ((folder tag, label, overrides), ...). DATE with NMS at inference (paper Table 6: within
@@ -127,7 +128,7 @@ LABELS = {
     "projects/HCRAL/configs/atss_hcrar_only.py": "ATSS (IoU quality) + HCRA-R only",
     "projects/HCRAL/configs/atss_eatss_only.py": "ATSS (IoU quality) + EATSS only",
     "projects/HCRAL/configs/atss_hcrac_no_rci.py": "ATSS (IoU quality) + HCRA-C only, no RCI",
-    "projects/HCRAL/configs/atss_ghmc.py": "ATSS (IoU quality) + GHM-C (HCRA-C's harmoniser alone)",
+    "projects/HCRAL/configs/atss_ghmc.py": "ATSS (IoU quality) + GHM-C only",
 }
 
 

@@ -268,7 +268,7 @@ def plot_pairs(per_config: Dict[str, dict], path: str, *, title: str, steps: Seq
         ax.grid(alpha=0.3)
         # Below the panel: rising curves leave no corner of the axes free once a panel holds
         # several methods and controls.
-        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.17), ncol=2, frameon=False)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
     fig.suptitle(title + " (dotted: lr x0.1; dashed: controls; dash-dot: ablations; markers: seed 0 circle,"
                  " seed 1 square)", fontsize=10)
     fig.tight_layout()
