@@ -74,7 +74,8 @@ DEFAULT_PAIRS = (
 # 1-4 base), and HCRA-C, HCRA-R or EATSS alone on ATSS with HCRAL's IoU quality target (compare them
 # with the "ATSS, IoU quality target" control, which has none of the three); HCRA-C without its RCI
 # factor tells whether holding positives' scores at their IoU is what HCRA-C costs, and GHM-C (HCRA-C
-# without RCI and IoU conditioning) whether its GHM harmoniser is.
+# without RCI and IoU conditioning) whether its GHM harmoniser is; HCRA-C with GHM's β capped at 50
+# whether the harmoniser's huge β on nearly empty bins is.
 CONTROL_PAIRS = (
     ("retinanet_controls", "retinanet_R50.py", ("hcral_retinanet_R50_1x.py",)),
     ("fcos_controls", "fcos_R50.py",
@@ -88,7 +89,7 @@ CONTROL_PAIRS = (
         f"projects/HCRAL/configs/retinanet_{part}_only.py" for part in ("hcrac", "hcrar"))),
     ("hcral_atss_ablations", "atss_R50_1x.py", tuple(
         f"projects/HCRAL/configs/atss_{part}.py"
-        for part in ("hcrac_only", "hcrar_only", "eatss_only", "hcrac_no_rci", "ghmc"))),
+        for part in ("hcrac_only", "hcrar_only", "eatss_only", "hcrac_no_rci", "ghmc", "hcrac_beta_cap50"))),
 )
 # Rows that evaluate another row's trained model again with overrides, without training:
 # config -> ((folder tag, label, overrides), ...). DATE with NMS at inference (paper Table 6: within
@@ -129,6 +130,7 @@ LABELS = {
     "projects/HCRAL/configs/atss_eatss_only.py": "ATSS (IoU quality) + EATSS only",
     "projects/HCRAL/configs/atss_hcrac_no_rci.py": "ATSS (IoU quality) + HCRA-C only, no RCI",
     "projects/HCRAL/configs/atss_ghmc.py": "ATSS (IoU quality) + GHM-C only",
+    "projects/HCRAL/configs/atss_hcrac_beta_cap50.py": "ATSS (IoU quality) + HCRA-C only, GHM β ≤ 50",
 }
 
 

@@ -504,6 +504,11 @@ def test_hcral_ablations_keep_one_part_each():
     assert (ghmc.hcrac.use_rci, ghmc.hcrac.use_iou_conditioning, hcrac_only.hcrac.use_iou_conditioning) == (False, False, True)
     ghmc.hcrac.use_rci = ghmc.hcrac.use_iou_conditioning = True
     assert OmegaConf.to_yaml(ghmc) == OmegaConf.to_yaml(hcrac_only)
+    # the β-cap diagnostic is HCRA-C only with GHM's β capped, and nothing else
+    capped = atss["projects/HCRAL/configs/atss_hcrac_beta_cap50.py"]
+    assert (capped.hcrac.beta_cap, hcrac_only.hcrac.beta_cap) == (50.0, None)
+    capped.hcrac.beta_cap = None
+    assert OmegaConf.to_yaml(capped) == OmegaConf.to_yaml(hcrac_only)
 
 
 def test_an_eval_variant_evaluates_the_final_model_again_once(tmp_path):
