@@ -494,21 +494,20 @@ def test_hcral_ablations_keep_one_part_each():
     # every part ablation keeps HCRAL's IoU target, so the IoU-quality control is their common base
     assert {m.quality_target for m in atss.values()} == {"iou"}
     assert all(name in accuracy.LABELS for name in list(retina) + list(atss))
-    # the no-RCI diagnostic is HCRA-C only with the RCI factor dropped, and nothing else
-    no_rci, hcrac_only = (atss[f"projects/HCRAL/configs/atss_hcrac_{k}.py"] for k in ("no_rci", "only"))
-    assert (no_rci.hcrac.use_rci, hcrac_only.hcrac.use_rci) == (False, True)
-    no_rci.hcrac.use_rci = True
-    assert OmegaConf.to_yaml(no_rci) == OmegaConf.to_yaml(hcrac_only)
-    # GHM-C is HCRA-C only without RCI and without IoU conditioning, and nothing else
-    ghmc = atss["projects/HCRAL/configs/atss_ghmc.py"]
-    assert (ghmc.hcrac.use_rci, ghmc.hcrac.use_iou_conditioning, hcrac_only.hcrac.use_iou_conditioning) == (False, False, True)
-    ghmc.hcrac.use_rci = ghmc.hcrac.use_iou_conditioning = True
-    assert OmegaConf.to_yaml(ghmc) == OmegaConf.to_yaml(hcrac_only)
-    # the β-cap diagnostic is HCRA-C only with GHM's β capped, and nothing else
-    capped = atss["projects/HCRAL/configs/atss_hcrac_beta_cap50.py"]
-    assert (capped.hcrac.beta_cap, hcrac_only.hcrac.beta_cap) == (50.0, None)
-    capped.hcrac.beta_cap = None
-    assert OmegaConf.to_yaml(capped) == OmegaConf.to_yaml(hcrac_only)
+    # each HCRA-C diagnostic is HCRA-C only with its switches set (diagnostic value, HCRA-C's value),
+    # and nothing else
+    hcrac_only = atss["projects/HCRAL/configs/atss_hcrac_only.py"]
+    diagnostics = {
+        "atss_hcrac_no_rci.py": {"use_rci": (False, True)},
+        "atss_ghmc.py": {"use_rci": (False, True), "use_iou_conditioning": (False, True)},
+        "atss_hcrac_beta_cap50.py": {"beta_cap": (50.0, None)},
+    }
+    for name, switches in diagnostics.items():
+        diagnostic = atss[f"projects/HCRAL/configs/{name}"]
+        for key, (value, base) in switches.items():
+            assert (diagnostic.hcrac[key], hcrac_only.hcrac[key]) == (value, base), (name, key)
+            diagnostic.hcrac[key] = base
+        assert OmegaConf.to_yaml(diagnostic) == OmegaConf.to_yaml(hcrac_only), name
 
 
 def test_an_eval_variant_evaluates_the_final_model_again_once(tmp_path):

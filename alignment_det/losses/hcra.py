@@ -210,13 +210,14 @@ class HCRACLoss(nn.Module):
             ghm = self.ghm((p - y).abs(), None if valid is None else valid[..., None])
             # ω·f(RCI) is ω_neg(u) (f = 1) for every negative element: one value per prior, so the
             # (..., K) weight is β times a broadcast, and only the few positive elements are redone.
-            if self.use_iou_conditioning:
-                weight = ghm.beta * negative_conditioning(u, self.mu)[..., None]
-            else:
-                weight = ghm.beta.clone()
             pos = (y > 0).nonzero(as_tuple=True)
             u_pos = u[pos[:-1]]
-            w_pos = u_pos if self.use_iou_conditioning else torch.ones_like(u_pos)  # ω of a positive
+            if self.use_iou_conditioning:
+                weight = ghm.beta * negative_conditioning(u, self.mu)[..., None]
+                w_pos = u_pos  # ω of a positive
+            else:  # ω = 1 for every element
+                weight = ghm.beta.clone()
+                w_pos = torch.ones_like(u_pos)
             if self.use_rci:
                 w_pos = w_pos * positive_residual(p[pos], u_pos, theta=self.theta, alpha=self.alpha, mode=self.rci_mode)
             weight[pos] = ghm.beta[pos] * w_pos
