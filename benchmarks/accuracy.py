@@ -75,7 +75,8 @@ DEFAULT_PAIRS = (
 # with the "ATSS, IoU quality target" control, which has none of the three); HCRA-C without its RCI
 # factor tells whether holding positives' scores at their IoU is what HCRA-C costs, and GHM-C (HCRA-C
 # without RCI and IoU conditioning) whether its GHM harmoniser is; HCRA-C with GHM's β capped at 50
-# whether the harmoniser's huge β on nearly empty bins is.
+# whether the harmoniser's huge β on nearly empty bins is. RetinaNet with a constant classification
+# weight (the α ALWA settled at on cards) tells ALWA's adaptation from the lower weight it settles at.
 CONTROL_PAIRS = (
     ("retinanet_controls", "retinanet_R50.py", ("hcral_retinanet_R50_1x.py",)),
     ("fcos_controls", "fcos_R50.py",
@@ -90,11 +91,14 @@ CONTROL_PAIRS = (
     ("hcral_atss_ablations", "atss_R50_1x.py", tuple(
         f"projects/HCRAL/configs/atss_{part}.py"
         for part in ("hcrac_only", "hcrar_only", "eatss_only", "hcrac_no_rci", "ghmc", "hcrac_beta_cap50"))),
+    ("alwa_controls", "retinanet_R50.py", ("projects/ALWA/configs/retinanet_fixed_cls_weight.py",)),
 )
 # Rows that evaluate another row's trained model again with overrides, without training:
 # config -> ((folder tag, label, overrides), ...). DATE with NMS at inference (paper Table 6: within
 # 0.1 AP of DATE without it), and DATE's training-only one-to-many branch decoded with NMS (a
 # diagnostic: weak shared features make both branches weak, a weak one-to-one predictor only one).
+# RetinaNet-Conf ranked by its class score alone (fusion exponent 0; its training does not use the
+# exponent): what the fused score adds at inference, apart from training with the extra branch.
 EVAL_VARIANTS = {
     "date_F_R50_1x.py": (
         ("nms", "DATE-F, evaluated with NMS 0.6", ("model.test_nms_thresh=0.6",)),
@@ -102,6 +106,9 @@ EVAL_VARIANTS = {
     ),
     "date_R_R50_1x.py": (
         ("o2m", "DATE-R, its one-to-many branch evaluated (with NMS)", ("model.test_branch=o2m",)),
+    ),
+    "retinanet_conf_R50.py": (
+        ("cls_only", "RetinaNet-Conf, ranked by the class score alone (fusion a = 0)", ("model.fusion_alpha=0.0",)),
     ),
 }
 LABELS = {
@@ -131,6 +138,7 @@ LABELS = {
     "projects/HCRAL/configs/atss_hcrac_no_rci.py": "ATSS (IoU quality) + HCRA-C only, no RCI",
     "projects/HCRAL/configs/atss_ghmc.py": "ATSS (IoU quality) + GHM-C only",
     "projects/HCRAL/configs/atss_hcrac_beta_cap50.py": "ATSS (IoU quality) + HCRA-C only, GHM β ≤ 50",
+    "projects/ALWA/configs/retinanet_fixed_cls_weight.py": "RetinaNet, classification loss × 0.58 (no ALWA)",
 }
 
 

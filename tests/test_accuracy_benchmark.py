@@ -396,7 +396,8 @@ def test_pairs_plot_tells_controls_and_ablations_apart():
     styles = {name: accuracy_report._line_style(name) for name, _, _ in accuracy.DEFAULT_PAIRS + accuracy.CONTROL_PAIRS}
     assert {n for n, s in styles.items() if s == "-"} == {n for n, _, _ in accuracy.DEFAULT_PAIRS}
     assert {n for n, s in styles.items() if s == "-."} == {"mal_ablations", "hcral_retinanet_ablations", "hcral_atss_ablations"}
-    assert {n for n, s in styles.items() if s == "--"} == {"retinanet_controls", "fcos_controls", "atss_controls"}
+    assert {n for n, s in styles.items() if s == "--"} == {
+        "retinanet_controls", "fcos_controls", "atss_controls", "alwa_controls"}
     assert accuracy_report._line_style(None) == "-"
     # two seeds of one method share colour and line style: their markers differ
     assert len({accuracy_report._seed_marker(seed) for seed in range(len(accuracy_report.SEED_MARKERS))}) == 5
@@ -508,6 +509,23 @@ def test_hcral_ablations_keep_one_part_each():
             assert (diagnostic.hcrac[key], hcrac_only.hcrac[key]) == (value, base), (name, key)
             diagnostic.hcrac[key] = base
         assert OmegaConf.to_yaml(diagnostic) == OmegaConf.to_yaml(hcrac_only), name
+
+
+def test_alwa_control_is_a_constant_weight_beside_retinanet():
+    rows = accuracy.select_configs(["alwa_controls"], None, log=pytest.fail)
+    assert [(baseline, name) for _, baseline, name, _ in rows] == [
+        ("retinanet_R50.py", "retinanet_R50.py"), ("retinanet_R50.py", "projects/ALWA/configs/retinanet_fixed_cls_weight.py")]
+    alwa = load_config(rows[1][3]).model.alwa
+    assert (alwa.alpha_init, alwa.adapt) == (0.58, False)
+    assert f"× {alwa.alpha_init}" in accuracy.LABELS[rows[1][2]]  # the label names the weight the config sets
+
+
+def test_conf_eval_variant_ranks_by_the_class_score_alone():
+    # Conf's fusion exponent is an inference setting (its training never reads it), so evaluating
+    # the trained model again with a = 0 is RetinaNet's ranking on the same weights.
+    ((tag, label, overrides),) = accuracy.EVAL_VARIANTS["retinanet_conf_R50.py"]
+    assert overrides == ("model.fusion_alpha=0.0",) and "a = 0" in label
+    assert load_config(accuracy.resolve_config("retinanet_conf_R50.py")).model.fusion_alpha > 0
 
 
 def test_an_eval_variant_evaluates_the_final_model_again_once(tmp_path):

@@ -93,6 +93,30 @@ def test_alwa1_vs_alwa2():
     assert feed(b2, [4, 4.5, 5], [0, 1, 2])[-1] == 1.0
 
 
+def test_alpha_init_weights_from_the_first_call_and_enters_weighted_statistics():
+    # alpha_init .5, lambda0 2: the first call's cls loss is 3 * .5 * 2 = 3, reg 2 * 2 = 4.
+    ctrl = make(alpha_init=0.5, lambda0=2.0)
+    assert ctrl.weight == 0.5 and ctrl.cls_weight == pytest.approx(1.0)
+    out = ctrl({CLS: torch.tensor(3.0), REG: torch.tensor(2.0)})
+    assert out[CLS].item() == pytest.approx(3.0) and out[REG].item() == pytest.approx(4.0)
+    # Weighted windows (λ0 1): cls .5·[3, 4, 5] -> std .5 (1 if alpha_init were left out);
+    # reg [2, 2.125, 2.25] -> std .125; a > b -> alpha = .125 / .5 = .25.
+    ctrl = make(alpha_init=0.5)
+    assert feed(ctrl, [3, 4, 5], [2, 2.125, 2.25])[-1] == pytest.approx(0.25)
+    assert ctrl.last_window_stats["std_cls"] == pytest.approx(0.5)
+    assert ctrl.last_window_stats["std_reg"] == pytest.approx(0.125)
+
+
+def test_adapt_false_keeps_alpha_init_and_fills_no_window():
+    # The stream that sends an adapting controller from 1 to .5 (X / Y) twice over.
+    fixed = make(alpha_init=0.58, adapt=False)
+    assert feed(fixed, [1, 2, 3] * 2, [1, 1.5, 2] * 2) == [0.58] * 6
+    assert int(fixed.window_fill) == 0 and fixed.last_window_stats is None
+    out = fixed({CLS: torch.tensor(2.0), REG: torch.tensor(3.0)})
+    assert out[CLS].item() == pytest.approx(1.16) and out[REG].item() == pytest.approx(3.0)
+    assert feed(make(alpha_init=0.58), [1, 2, 3], [1, 1.5, 2])[-1] != 0.58  # adapting: updated
+
+
 def test_weighted_vs_raw_statistics_and_oscillation():
     # Window 1 (alpha = 1, weighted == raw): X / Y -> alpha = .5 in both modes.
     # Window 2: raw cls Z (std 1.02), raw reg Y (std .5).
@@ -166,6 +190,9 @@ def test_bad_arguments_rejected():
         ALWA(cls_keys=CLS, reg_keys=REG, lambda0=0.0)
     with pytest.raises(ValueError, match="at least one"):
         ALWA(cls_keys=(), reg_keys=REG)
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="alpha_init"):
+            ALWA(cls_keys=CLS, reg_keys=REG, alpha_init=bad)
 
 
 def test_missing_key_error_names_expected_and_available():

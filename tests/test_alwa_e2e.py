@@ -445,18 +445,31 @@ def test_alwa_config_builds_the_hooked_detector(path):
     cls_, ck, rk, variant, period, box_loss = ALWA_CONFIGS[path]
     again = load_config(config_path(path))
     # add_alwa writes every setting into the node (those a config leaves out at their defaults).
-    assert set(again.model.alwa) == {"cls_keys", "reg_keys", "variant", "lambda0", "period", "stats_on", "sync"}
+    assert set(again.model.alwa) == {
+        "cls_keys", "reg_keys", "variant", "lambda0", "period", "stats_on", "sync", "alpha_init", "adapt"}
     model = instantiate(again.model)
     assert type(model) is cls_ and isinstance(model.alwa, ALWA)
     a = model.alwa
-    assert (list(a.cls_keys), list(a.reg_keys), a.variant, a.period, a.lambda0, a.stats_on, a.sync) == (
-        ck, rk, variant, period, 1.0, "weighted", True)
+    assert (list(a.cls_keys), list(a.reg_keys), a.variant, a.period, a.lambda0, a.stats_on, a.sync, a.weight, a.adapt) == (
+        ck, rk, variant, period, 1.0, "weighted", True, 1.0, True)
     if box_loss:
         assert model.box_reg_loss_type == box_loss and model.smooth_l1_beta == 0.0  # L1, as the official code
     assert ALWA_KEYS <= set(model.state_dict())
 
 
-PROJECT_CONFIGS = sorted(glob.glob(config_path("projects/ALWA/configs/*.py")))
+FIXED_WEIGHT_CONFIG = config_path("projects/ALWA/configs/retinanet_fixed_cls_weight.py")
+PROJECT_CONFIGS = sorted(set(glob.glob(config_path("projects/ALWA/configs/*.py"))) - {FIXED_WEIGHT_CONFIG})
+
+
+def test_fixed_weight_control_differs_from_alwa_only_in_its_two_keys():
+    control, alwa = load_config(FIXED_WEIGHT_CONFIG), load_config(config_path("configs/retinanet_alwa_R50.py"))
+    assert (control.model.alwa.alpha_init, control.model.alwa.adapt) == (0.58, False)
+    for key in ("alpha_init", "adapt"):
+        del control.model.alwa[key], alwa.model.alwa[key]
+    del control.train.output_dir, alwa.train.output_dir
+    assert str(control) == str(alwa)
+    model = instantiate(load_config(FIXED_WEIGHT_CONFIG).model).train()
+    assert model.alwa.weight == 0.58 and model.alwa.adapt is False
 
 
 @pytest.mark.parametrize("path", PROJECT_CONFIGS, ids=os.path.basename)

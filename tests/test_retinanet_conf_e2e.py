@@ -115,6 +115,22 @@ def test_training_losses_finite_and_backprop(name, gts):
         assert 0.0 < scalars["obj_pred_mean_pos"] < 1.0
 
 
+def test_fusion_exponent_is_inference_only():
+    # benchmarks/accuracy.py evaluates a trained RetinaNet-Conf again with a = 0 and calls the
+    # result "the same training, ranked by the class score": that needs training to ignore a.
+    inputs = batch(two_boxes(), crowded(40))
+    runs = {}
+    for alpha in (0.0, 0.4, 1.0):
+        model = build(INSTANT, f"model.fusion_alpha={alpha}")
+        losses, _ = train_losses(model, inputs)
+        sum(losses.values()).backward()
+        runs[alpha] = ({k: v.item() for k, v in losses.items()},
+                       torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    for alpha in (0.4, 1.0):
+        assert runs[alpha][0] == runs[0.0][0]
+        assert torch.allclose(runs[alpha][1], runs[0.0][1], rtol=1e-5, atol=1e-6)  # summation order only
+
+
 def test_loss_obj_reaches_cls_tower_not_box_tower():
     model = build()
     losses, _ = train_losses(model, batch(two_boxes(), crowded(40)))

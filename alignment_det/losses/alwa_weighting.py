@@ -17,6 +17,10 @@ values (formulas and choices: docs/methods.md#alwa-weight-update, docs/methods.m
   if ``a > b`` and ``a > 0``: ``alpha <- b / a`` (replaced, not multiplied), otherwise
   ``alpha`` is unchanged; both windows are cleared. The new ``alpha`` applies from the
   **next** call on.
+
+``alpha`` starts at ``alpha_init`` (1, the paper's). ``adapt=False`` never updates it: a constant
+classification weight ``alpha_init·λ0``, the control that tells ALWA's adaptation from a fixed
+lower weight (no paper row).
 """
 from __future__ import annotations
 
@@ -66,6 +70,9 @@ class ALWA(nn.Module):
         sync: all-reduce (mean) each iteration's pair of window values across ranks before
             appending, so every rank holds the same windows and ``alpha``. A no-op without a
             process group. ``sync=False`` reproduces the official per-GPU ``alpha``.
+        alpha_init: ``alpha`` before the first update (finite, > 0); the paper's is 1.
+        adapt: ``False`` keeps ``alpha`` at ``alpha_init`` for good (no windows are filled): a
+            constant-weight control, not ALWA.
 
     State (persistent buffers, hence in every checkpoint; a run stopped mid-window and
     resumed from its checkpoint produces exactly the same ``alpha`` sequence):
@@ -116,6 +123,8 @@ class ALWA(nn.Module):
         period: int = 100,
         stats_on: str = "weighted",
         sync: bool = True,
+        alpha_init: float = 1.0,
+        adapt: bool = True,
     ):
         super().__init__()
         self.cls_keys = _as_keys(cls_keys, "cls_keys")
@@ -135,13 +144,17 @@ class ALWA(nn.Module):
         lambda0 = float(lambda0)
         if not (math.isfinite(lambda0) and lambda0 > 0):
             raise ValueError(f"ALWA: lambda0 must be a finite number > 0, got {lambda0!r}")
+        alpha_init = float(alpha_init)
+        if not (math.isfinite(alpha_init) and alpha_init > 0):
+            raise ValueError(f"ALWA: alpha_init must be a finite number > 0, got {alpha_init!r}")
         self.variant = variant
         self.lambda0 = lambda0
         self.period = period
         self.stats_on = stats_on
         self.sync = bool(sync)
+        self.adapt = bool(adapt)
 
-        self.register_buffer("alpha", torch.ones((), dtype=torch.float64), persistent=True)
+        self.register_buffer("alpha", torch.full((), alpha_init, dtype=torch.float64), persistent=True)
         self.register_buffer("cls_window", torch.zeros(period, dtype=torch.float64), persistent=True)
         self.register_buffer("reg_window", torch.zeros(period, dtype=torch.float64), persistent=True)
         self.register_buffer("window_fill", torch.zeros((), dtype=torch.int64), persistent=True)
@@ -165,7 +178,8 @@ class ALWA(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"cls_keys={self.cls_keys}, reg_keys={self.reg_keys}, variant={self.variant!r}, "
-            f"lambda0={self.lambda0}, period={self.period}, stats_on={self.stats_on!r}, sync={self.sync}"
+            f"lambda0={self.lambda0}, period={self.period}, stats_on={self.stats_on!r}, sync={self.sync}, "
+            f"adapt={self.adapt}"
         )
 
     # ------------------------------------------------------------------ main entry
@@ -185,7 +199,7 @@ class ALWA(nn.Module):
             out[k] = v * cls_scale.to(device=v.device, dtype=v.dtype)
         for k in self.reg_keys:
             out[k] = loss_dict[k] * self.lambda0
-        if self.training:
+        if self.training and self.adapt:
             self._observe(loss_dict, cls_scale)
         return out
 

@@ -94,6 +94,8 @@ def with_alwa(
     period: int = 100,
     stats_on: str = "weighted",
     sync: bool = True,
+    alpha_init: float = 1.0,
+    adapt: bool = True,
 ) -> nn.Module:
     """Attach ALWA to ``model`` in place and return ``model`` (same object, same class).
 
@@ -101,9 +103,9 @@ def with_alwa(
         model: a detector whose training forward returns a loss dict (name -> scalar tensor).
             Not a DDP wrapper: attach before wrapping, so the hook and the ``alwa.*``
             checkpoint keys are on the inner module.
-        cls_keys, reg_keys, variant, lambda0, period, stats_on, sync: as
+        cls_keys, reg_keys, variant, lambda0, period, stats_on, sync, alpha_init, adapt: as
             :class:`~alignment_det.losses.alwa_weighting.ALWA` (defaults: docs/methods.md#alwa-defaults, the
-            official code's ALWA_2, λ0 = 1, C = 100, statistics on weighted losses).
+            official code's ALWA_2, λ0 = 1, C = 100, statistics on weighted losses, α from 1, adapted).
     Returns:
         ``model``, with submodule ``model.alwa`` (persistent buffers ``alpha`` ``()``,
         ``cls_window``/``reg_window`` ``(period,)``, ``window_fill`` ``()``) and a forward hook.
@@ -117,7 +119,7 @@ def with_alwa(
         raise ValueError(f"with_alwa: {type(model).__name__} already has an attribute 'alwa'; ALWA is attached once")
     alwa = ALWA(
         cls_keys=cls_keys, reg_keys=reg_keys, variant=variant, lambda0=lambda0,
-        period=period, stats_on=stats_on, sync=sync,
+        period=period, stats_on=stats_on, sync=sync, alpha_init=alpha_init, adapt=adapt,
     )
     # Follow the model's device when it is already placed (the trainer moves it later anyway).
     tensors = list(model.parameters()) or list(model.buffers())
