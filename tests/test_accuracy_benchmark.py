@@ -609,7 +609,11 @@ def test_end_to_end_table_curves_and_resume(tmp_path, monkeypatch):
     assert "| RetinaNet | `retinanet_R50.py` | SGD 0.01, clip 10 | 1 |" in table
     assert "| RetinaNet-Conf | `retinanet_conf_R50.py` |" in table
     assert "instant@3" in table and "synthetic_shapes_train" in table
-    runs = [c["runs"][0] for c in report["configs"].values()]
+    assert set(report["configs"]) == {"retinanet_R50.py", "retinanet_conf_R50.py", "retinanet_conf_R50.py [cls_only]"}
+    # RetinaNet-Conf's class-score-only row is its trained model evaluated again, not a training run
+    (again,) = report["configs"]["retinanet_conf_R50.py [cls_only]"]["runs"]
+    assert again["overrides"] == ["model.fusion_alpha=0.0"] and "bbox/AP" in again["metrics"]
+    runs = [report["configs"][name]["runs"][0] for name in ("retinanet_R50.py", "retinanet_conf_R50.py")]
     for run in runs:
         assert not run.get("failed") and run["evaluated_at"] == 3 and run["wall_s"] > 0
         assert [x for x, _ in run["loss_curve"]] == [3]  # logged every 5 iterations and at the last
