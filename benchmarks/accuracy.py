@@ -75,15 +75,17 @@ DEFAULT_PAIRS = (
 # with the "ATSS, IoU quality target" control, which has none of the three); HCRA-C without its RCI
 # factor tells whether holding positives' scores at their IoU is what HCRA-C costs, and GHM-C (HCRA-C
 # without RCI and IoU conditioning) whether its GHM harmoniser is; HCRA-C with GHM's β capped at 50
-# whether the harmoniser's huge β on nearly empty bins is. RetinaNet with a constant classification
-# weight (the α ALWA settled at on cards) tells ALWA's adaptation from the lower weight it settles at.
+# whether the harmoniser's huge β on nearly empty bins is, and HCRAL-ATSS with that cap (an ATSS
+# control) what the whole method scores with it. RetinaNet with a constant classification weight
+# (the α ALWA settled at on cards) tells ALWA's adaptation from the lower weight it settles at.
 CONTROL_PAIRS = (
     ("retinanet_controls", "retinanet_R50.py", ("hcral_retinanet_R50_1x.py",)),
     ("fcos_controls", "fcos_R50.py",
      ("projects/DATE/configs/date_F_R50_o2o_only.py", "projects/DATE/configs/date_F_R50_o2m_only.py",
       "projects/DATE/configs/date_F_R50_o2m_only_center_sampling.py",
       "projects/DATE/configs/fcos_R50_date_optimizer.py")),
-    ("atss_controls", "atss_R50_1x.py", ("projects/HCRAL/configs/atss_iou_quality.py",)),
+    ("atss_controls", "atss_R50_1x.py",
+     ("projects/HCRAL/configs/atss_iou_quality.py", "projects/HCRAL/configs/hcral_atss_beta_cap50.py")),
     ("mal_ablations", "retinanet_R50.py", tuple(
         f"projects/MAL/configs/mal_R50_{part}.py" for part in ("selection_all", "selection_only", "depression_only"))),
     ("hcral_retinanet_ablations", "retinanet_R50.py", tuple(
@@ -138,6 +140,7 @@ LABELS = {
     "projects/HCRAL/configs/atss_hcrac_no_rci.py": "ATSS (IoU quality) + HCRA-C only, no RCI",
     "projects/HCRAL/configs/atss_ghmc.py": "ATSS (IoU quality) + GHM-C only",
     "projects/HCRAL/configs/atss_hcrac_beta_cap50.py": "ATSS (IoU quality) + HCRA-C only, GHM β ≤ 50",
+    "projects/HCRAL/configs/hcral_atss_beta_cap50.py": "HCRAL-ATSS, GHM β ≤ 50",
     "projects/ALWA/configs/retinanet_fixed_cls_weight.py": "RetinaNet, classification loss × 0.58 (no ALWA)",
 }
 

@@ -467,7 +467,14 @@ def test_control_pairs_resolve_and_share_the_baseline_runs():
     assert sampled.model.o2m_center_sampling_radius == 1.5
     assert {k: v for k, v in sampled.model.items() if k != "o2m_center_sampling_radius"} == dict(o2m_only.model)
     iou_atss = load_config(dict((n, p) for _, _, n, p in rows)["projects/HCRAL/configs/atss_iou_quality.py"])
-    assert iou_atss.model.quality_target == "iou" and load_config(rows[-2][3]).model.quality_target == "centerness"
+    atss = load_config(dict((n, p) for _, _, n, p in rows)["atss_R50_1x.py"])
+    assert iou_atss.model.quality_target == "iou" and atss.model.quality_target == "centerness"
+    # HCRAL-ATSS with GHM's β capped is HCRAL-ATSS with only that cap
+    capped = load_config(dict((n, p) for _, _, n, p in rows)["projects/HCRAL/configs/hcral_atss_beta_cap50.py"])
+    hcral = load_config(accuracy.resolve_config("hcral_atss_R50_1x.py"))
+    assert (capped.model.hcrac.beta_cap, hcral.model.hcrac.beta_cap) == (50.0, None)
+    capped.model.hcrac.beta_cap = None
+    assert OmegaConf.to_yaml(capped.model) == OmegaConf.to_yaml(hcral.model)
     # two chosen pairs with one baseline: one run, one row
     with_ablations = accuracy.select_configs(["retinanet_controls", "mal_ablations"], None, log=pytest.fail)
     assert [name for _, _, name, _ in with_ablations].count("retinanet_R50.py") == 1 and len(with_ablations) == 5
