@@ -30,6 +30,7 @@ accuracy = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(accuracy)
 import accuracy_report  # noqa: E402  benchmarks/ is on sys.path once accuracy.py is loaded
 from _cli import accuracy_runner_in_process  # noqa: E402
+from _config_checks import assert_differs_only_in  # noqa: E402
 from conftest import MINI_SPLIT  # noqa: E402
 
 SYNTH_TRAIN, SYNTH_VAL = "synthetic_shapes_train", "synthetic_shapes_val"
@@ -457,24 +458,23 @@ def test_control_pairs_resolve_and_share_the_baseline_runs():
     names = [name for _, _, name, _ in rows]
     assert names.count("fcos_R50.py") == 1 and "projects/DATE/configs/date_F_R50_o2o_only.py" in names
     assert all(os.path.isfile(path) for *_, path in rows)
-    o2o_only = load_config(dict((n, p) for _, _, n, p in rows)["projects/DATE/configs/date_F_R50_o2o_only.py"])
+    paths = {name: path for _, _, name, path in rows}
+    o2o_only = load_config(paths["projects/DATE/configs/date_F_R50_o2o_only.py"])
     assert o2o_only.model.lambda_o2m == 0.0 and o2o_only.model.lambda_o2o == 1.0
-    o2m_only = load_config(dict((n, p) for _, _, n, p in rows)["projects/DATE/configs/date_F_R50_o2m_only.py"])
+    o2m_only = load_config(paths["projects/DATE/configs/date_F_R50_o2m_only.py"])
     assert o2m_only.model.lambda_o2o == 0.0 and o2m_only.model.lambda_o2m == 1.0
     assert o2m_only.model.test_branch == "o2m" and "test_branch" not in o2o_only.model
     assert "o2m_center_sampling_radius" not in o2m_only.model
-    sampled = load_config(dict((n, p) for _, _, n, p in rows)["projects/DATE/configs/date_F_R50_o2m_only_center_sampling.py"])
+    sampled = load_config(paths["projects/DATE/configs/date_F_R50_o2m_only_center_sampling.py"])
     assert sampled.model.o2m_center_sampling_radius == 1.5
     assert {k: v for k, v in sampled.model.items() if k != "o2m_center_sampling_radius"} == dict(o2m_only.model)
-    iou_atss = load_config(dict((n, p) for _, _, n, p in rows)["projects/HCRAL/configs/atss_iou_quality.py"])
-    atss = load_config(dict((n, p) for _, _, n, p in rows)["atss_R50_1x.py"])
+    iou_atss = load_config(paths["projects/HCRAL/configs/atss_iou_quality.py"])
+    atss = load_config(paths["atss_R50_1x.py"])
     assert iou_atss.model.quality_target == "iou" and atss.model.quality_target == "centerness"
     # HCRAL-ATSS with GHM's β capped is HCRAL-ATSS with only that cap
-    capped = load_config(dict((n, p) for _, _, n, p in rows)["projects/HCRAL/configs/hcral_atss_beta_cap50.py"])
+    capped = load_config(paths["projects/HCRAL/configs/hcral_atss_beta_cap50.py"])
     hcral = load_config(accuracy.resolve_config("hcral_atss_R50_1x.py"))
-    assert (capped.model.hcrac.beta_cap, hcral.model.hcrac.beta_cap) == (50.0, None)
-    capped.model.hcrac.beta_cap = None
-    assert OmegaConf.to_yaml(capped.model) == OmegaConf.to_yaml(hcral.model)
+    assert_differs_only_in(capped.model, hcral.model, {"hcrac.beta_cap": (50.0, None)})
     # two chosen pairs with one baseline: one run, one row
     with_ablations = accuracy.select_configs(["retinanet_controls", "mal_ablations"], None, log=pytest.fail)
     assert [name for _, _, name, _ in with_ablations].count("retinanet_R50.py") == 1 and len(with_ablations) == 5
@@ -506,16 +506,12 @@ def test_hcral_ablations_keep_one_part_each():
     # and nothing else
     hcrac_only = atss["projects/HCRAL/configs/atss_hcrac_only.py"]
     diagnostics = {
-        "atss_hcrac_no_rci.py": {"use_rci": (False, True)},
-        "atss_ghmc.py": {"use_rci": (False, True), "use_iou_conditioning": (False, True)},
-        "atss_hcrac_beta_cap50.py": {"beta_cap": (50.0, None)},
+        "atss_hcrac_no_rci.py": {"hcrac.use_rci": (False, True)},
+        "atss_ghmc.py": {"hcrac.use_rci": (False, True), "hcrac.use_iou_conditioning": (False, True)},
+        "atss_hcrac_beta_cap50.py": {"hcrac.beta_cap": (50.0, None)},
     }
     for name, switches in diagnostics.items():
-        diagnostic = atss[f"projects/HCRAL/configs/{name}"]
-        for key, (value, base) in switches.items():
-            assert (diagnostic.hcrac[key], hcrac_only.hcrac[key]) == (value, base), (name, key)
-            diagnostic.hcrac[key] = base
-        assert OmegaConf.to_yaml(diagnostic) == OmegaConf.to_yaml(hcrac_only), name
+        assert_differs_only_in(atss[f"projects/HCRAL/configs/{name}"], hcrac_only, switches)
 
 
 def test_alwa_control_is_a_constant_weight_beside_retinanet():

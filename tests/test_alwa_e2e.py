@@ -25,6 +25,7 @@ from detectron2.utils.events import EventStorage  # noqa: E402
 from torch.nn.parallel import DistributedDataParallel  # noqa: E402
 
 from _cli import REPO, instant_config, train_net  # noqa: E402
+from _config_checks import assert_differs_only_in  # noqa: E402
 from conftest import MINI_SPLIT  # noqa: E402
 from alignment_det.losses.alwa_weighting import ALWA  # noqa: E402
 from alignment_det.checkpoint import CheckedCheckpointer  # noqa: E402
@@ -462,13 +463,13 @@ PROJECT_CONFIGS = sorted(set(glob.glob(config_path("projects/ALWA/configs/*.py")
 
 
 def test_fixed_weight_control_differs_from_alwa_only_in_its_two_keys():
-    control, alwa = load_config(FIXED_WEIGHT_CONFIG), load_config(config_path("configs/retinanet_alwa_R50.py"))
-    assert (control.model.alwa.alpha_init, control.model.alwa.adapt) == (0.58, False)
-    for key in ("alpha_init", "adapt"):
-        del control.model.alwa[key], alwa.model.alwa[key]
-    del control.train.output_dir, alwa.train.output_dir
-    assert str(control) == str(alwa)
-    model = instantiate(load_config(FIXED_WEIGHT_CONFIG).model).train()
+    control = load_config(FIXED_WEIGHT_CONFIG)
+    assert_differs_only_in(control, load_config(config_path("configs/retinanet_alwa_R50.py")), {
+        "model.alwa.alpha_init": (0.58, 1.0),
+        "model.alwa.adapt": (False, True),
+        "train.output_dir": ("./output/retinanet_fixed_cls_weight", "./output/retinanet_alwa_R50"),
+    })
+    model = instantiate(control.model).train()
     assert model.alwa.weight == 0.58 and model.alwa.adapt is False
 
 

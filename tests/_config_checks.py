@@ -1,0 +1,16 @@
+"""Config assertions shared by tests: a derived config (a control, an ablation, a diagnostic) is its
+base config with a few keys set, and nothing else."""
+import copy
+from typing import Any, Mapping, Tuple
+
+from omegaconf import OmegaConf
+
+
+def assert_differs_only_in(config, base, switches: Mapping[str, Tuple[Any, Any]]) -> None:
+    """``config`` equals ``base`` except at the dotted keys of ``switches``, each mapped to
+    ``(value in config, value in base)``. Neither argument is changed."""
+    config, base = copy.deepcopy(config), copy.deepcopy(base)
+    for key, (value, base_value) in switches.items():
+        assert (OmegaConf.select(config, key), OmegaConf.select(base, key)) == (value, base_value), key
+        OmegaConf.update(config, key, base_value, merge=False)
+    assert OmegaConf.to_yaml(config) == OmegaConf.to_yaml(base)
