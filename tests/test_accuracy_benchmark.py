@@ -516,11 +516,17 @@ def test_hcral_ablations_keep_one_part_each():
 
 def test_alwa_control_is_a_constant_weight_beside_retinanet():
     rows = accuracy.select_configs(["alwa_controls"], None, log=pytest.fail)
+    controls = ("projects/ALWA/configs/retinanet_fixed_cls_weight.py",
+                "projects/ALWA/configs/retinanet_fixed_cls_weight_044.py")
     assert [(baseline, name) for _, baseline, name, _ in rows] == [
-        ("retinanet_R50.py", "retinanet_R50.py"), ("retinanet_R50.py", "projects/ALWA/configs/retinanet_fixed_cls_weight.py")]
-    alwa = load_config(rows[1][3]).model.alwa
-    assert (alwa.alpha_init, alwa.adapt) == (0.58, False)
-    assert f"× {alwa.alpha_init}" in accuracy.LABELS[rows[1][2]]  # the label names the weight the config sets
+        ("retinanet_R50.py", "retinanet_R50.py")] + [("retinanet_R50.py", c) for c in controls]
+    weights = []
+    for _, _, name, path in rows[1:]:
+        alwa = load_config(path).model.alwa
+        assert alwa.adapt is False
+        assert f"× {alwa.alpha_init}" in accuracy.LABELS[name]  # the label names the weight the config sets
+        weights.append(alwa.alpha_init)
+    assert weights == [0.58, 0.44]  # the α ALWA settled at on cards, on chess
 
 
 def test_conf_eval_variant_ranks_by_the_class_score_alone():

@@ -459,7 +459,9 @@ def test_alwa_config_builds_the_hooked_detector(path):
 
 
 FIXED_WEIGHT_CONFIG = config_path("projects/ALWA/configs/retinanet_fixed_cls_weight.py")
-PROJECT_CONFIGS = sorted(set(glob.glob(config_path("projects/ALWA/configs/*.py"))) - {FIXED_WEIGHT_CONFIG})
+CHESS_FIXED_WEIGHT_CONFIG = config_path("projects/ALWA/configs/retinanet_fixed_cls_weight_044.py")
+PROJECT_CONFIGS = sorted(
+    set(glob.glob(config_path("projects/ALWA/configs/*.py"))) - {FIXED_WEIGHT_CONFIG, CHESS_FIXED_WEIGHT_CONFIG})
 
 
 def test_fixed_weight_control_differs_from_alwa_only_in_its_two_keys():
@@ -471,6 +473,13 @@ def test_fixed_weight_control_differs_from_alwa_only_in_its_two_keys():
     })
     model = instantiate(control.model).train()
     assert model.alwa.weight == 0.58 and model.alwa.adapt is False
+
+
+def test_chess_fixed_weight_control_changes_only_the_weight():
+    assert_differs_only_in(load_config(CHESS_FIXED_WEIGHT_CONFIG), load_config(FIXED_WEIGHT_CONFIG), {
+        "model.alwa.alpha_init": (0.44, 0.58),
+        "train.output_dir": ("./output/retinanet_fixed_cls_weight_044", "./output/retinanet_fixed_cls_weight"),
+    })
 
 
 @pytest.mark.parametrize("path", PROJECT_CONFIGS, ids=os.path.basename)
