@@ -468,6 +468,9 @@ def test_control_pairs_resolve_and_share_the_baseline_runs():
     sampled = load_config(paths["projects/DATE/configs/date_F_R50_o2m_only_center_sampling.py"])
     assert sampled.model.o2m_center_sampling_radius == 1.5
     assert {k: v for k, v in sampled.model.items() if k != "o2m_center_sampling_radius"} == dict(o2m_only.model)
+    with_giou = load_config(paths["projects/DATE/configs/date_F_R50_o2m_only_center_sampling_giou.py"])
+    assert with_giou.model.o2m_box_loss == "giou" and "o2m_box_loss" not in sampled.model
+    assert {k: v for k, v in with_giou.model.items() if k != "o2m_box_loss"} == dict(sampled.model)
     iou_atss = load_config(paths["projects/HCRAL/configs/atss_iou_quality.py"])
     atss = load_config(paths["atss_R50_1x.py"])
     assert iou_atss.model.quality_target == "iou" and atss.model.quality_target == "centerness"

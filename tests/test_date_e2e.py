@@ -154,6 +154,23 @@ def test_o2m_centre_sampling_option_passes_each_locations_stride():
         build(["model.o2m=retinanet", "model.head.o2m=retinanet", "model.o2m_center_sampling_radius=1.5"])
 
 
+def test_o2m_giou_option_changes_only_the_box_term():
+    plain, giou = build(), build(["model.o2m_box_loss=giou"])
+    giou.load_state_dict(plain.state_dict())
+    plain.train(), giou.train()
+    b = batch([instances([[8.0, 8, 120, 120], [30, 5, 60, 40]], [1, 0])])
+    with EventStorage(0):
+        a, g = plain(b), giou(b)
+    assert "loss_o2m_iou" in a and "loss_o2m_giou" not in a
+    assert "loss_o2m_giou" in g and "loss_o2m_iou" not in g and g["loss_o2m_giou"] > 0
+    for k in a.keys() - {"loss_o2m_iou"}:  # same weights, same batch: every other loss is equal
+        torch.testing.assert_close(g[k], a[k])
+    with pytest.raises(ValueError, match="o2m_box_loss must be one of"):
+        build(["model.o2m_box_loss=smooth_l1"])
+    with pytest.raises(ValueError, match="o2m_box_loss applies to the FCOS"):
+        build(["model.o2m=retinanet", "model.head.o2m=retinanet", "model.o2m_box_loss=giou"])
+
+
 def test_onenet_cost_matcher_trains():
     model = build(["model.o2o_matcher=onenet_cost"])
     model.train()

@@ -138,6 +138,29 @@ def test_fcos_o2m_losses_by_hand():
     assert out["loss_o2m_ctr"].item() == pytest.approx((LN2 + bce2) / 2, rel=1e-5)
 
 
+def test_fcos_o2m_giou_box_loss_by_hand():
+    # Detectron2 FCOS's box term: sum over positives of (1 - GIoU), / n, no centerness weight.
+    cls, ltrb_p, ctr_logit, labels, ltrb_t, ctr_t = _o2m_inputs()
+    iou = fcos_o2m_losses(cls, ltrb_p, ctr_logit, labels, ltrb_t, ctr_t)
+    out = fcos_o2m_losses(cls, ltrb_p, ctr_logit, labels, ltrb_t, ctr_t, box_loss="giou", loss_weights=(1, 3, 1))
+    assert set(out) == {"loss_o2m_cls", "loss_o2m_giou", "loss_o2m_ctr"}
+    # loc 0: (-1,-1,1,1) inside (-2,-2,2,2): IoU 4/16, the enclosing box is the target, so GIoU = 1/4
+    # and 1 - GIoU = 3/4; loc 2 identical -> 0. n = 2, weight 3 -> 3 * 3/8.
+    assert out["loss_o2m_giou"].item() == pytest.approx(3 * 0.75 / 2, rel=1e-6)
+    for name in ("loss_o2m_cls", "loss_o2m_ctr"):  # the other two terms do not change
+        assert out[name].item() == pytest.approx(iou[name].item(), rel=1e-6)
+    out["loss_o2m_giou"].backward()
+    assert ltrb_p.grad[0].abs().sum() > 0 and ltrb_p.grad[1].abs().sum() == 0  # background: no box loss
+    # a prediction beside its target: GIoU < 0 (1 - GIoU > 1); with no overlap the IoU form would sit
+    # at its -ln(eps) floor, without a gradient
+    apart = fcos_o2m_losses(torch.zeros(1, 1), torch.tensor([[0.0, 0, 1, 1]]), torch.zeros(1), torch.tensor([0]),
+                            torch.tensor([[1.0, 1, 0, 0]]), torch.ones(1), box_loss="giou")
+    # pred (0,0,1,1), target (-1,-1,0,0): touching corners, enclosing (-1,-1,1,1) area 4, union 2
+    assert apart["loss_o2m_giou"].item() == pytest.approx(1 + 2 / 4, rel=1e-5)
+    with pytest.raises(ValueError, match="box_loss must be one of"):
+        fcos_o2m_losses(cls, ltrb_p, ctr_logit, labels, ltrb_t, ctr_t, box_loss="l1")
+
+
 def test_fcos_o2m_loss_weights_and_batched_shapes():
     cls, ltrb_p, ctr_logit, labels, ltrb_t, ctr_t = _o2m_inputs()
     base = fcos_o2m_losses(cls, ltrb_p, ctr_logit, labels, ltrb_t, ctr_t)

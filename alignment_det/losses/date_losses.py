@@ -15,7 +15,11 @@ from alignment_det.losses.focal import focal_targets, sigmoid_focal_loss, sigmoi
 from alignment_det.utils.boxes import aligned_giou, aligned_iou, box_xyxy_to_cxcywh, encode_boxes, ltrb_to_boxes
 from alignment_det.utils.comm import positive_normalizer
 
-__all__ = ["o2o_losses", "fcos_o2m_losses", "retinanet_o2m_losses"]
+__all__ = ["o2o_losses", "fcos_o2m_losses", "retinanet_o2m_losses", "O2M_BOX_LOSSES"]
+
+# The FCOS one-to-many box term: "iou" is DATE's (mmdet FCOS: -ln IoU weighted by the centerness
+# target); "giou" is Detectron2 FCOS's (1 - GIoU, unweighted), a control that is not in the paper.
+O2M_BOX_LOSSES = ("iou", "giou")
 
 ImageSizes = Union[torch.Tensor, Sequence[Tuple[int, int]]]
 
@@ -99,6 +103,7 @@ def fcos_o2m_losses(
     focal_gamma: float = 2.0,
     loss_weights: Tuple[float, float, float] = (1.0, 1.0, 1.0),
     iou_eps: float = 1e-6,
+    box_loss: str = "iou",
 ) -> Dict[str, torch.Tensor]:
     """FCOS o2m losses with mmdet ``FCOSHead.loss`` normalisers (DATE-F, λ_o2m = 1).
 
@@ -109,16 +114,22 @@ def fcos_o2m_losses(
       ltrb around the same point (IoU is translation-invariant, so around the origin);
     * ``loss_o2m_ctr = w2 · Σ_pos BCE(ctr_logit, ctr*) / n``.
 
+    ``box_loss="giou"`` (a control, not DATE) replaces the box term with Detectron2 ``FCOS``'s:
+    ``loss_o2m_giou = w1 · Σ_pos (1 - GIoU(pred, target)) / n``, unweighted by centerness.
+
     Args (any common leading shape, e.g. (N, R) or flattened (N·R,)):
         cls_logits: (..., K); ltrb_preds: (..., 4) positive pixel distances (``exp(scale·x)``);
         ctr_logits: (...,) centerness logits; labels: (...,) int64 in [0, K];
         ltrb_targets: (..., 4); ctr_targets: (...,) from
         :func:`alignment_det.assigners.fcos_targets.fcos_targets`.
+        box_loss: "iou" (DATE, mmdet) or "giou" (Detectron2's FCOS form).
 
     Returns:
-        dict with ``loss_o2m_cls``, ``loss_o2m_iou``, ``loss_o2m_ctr``.
+        dict with ``loss_o2m_cls``, ``loss_o2m_iou`` (``loss_o2m_giou``), ``loss_o2m_ctr``.
     """
-    w_cls, w_iou, w_ctr = loss_weights
+    if box_loss not in O2M_BOX_LOSSES:
+        raise ValueError(f"fcos_o2m_losses: box_loss must be one of {O2M_BOX_LOSSES}, got {box_loss!r}")
+    w_cls, w_box, w_ctr = loss_weights
     K = cls_logits.shape[-1]
     logits = cls_logits.reshape(-1, K).float()
     labels = labels.reshape(-1).long()
@@ -134,14 +145,18 @@ def fcos_o2m_losses(
     loss_cls = sigmoid_focal_loss(logits, onehot, focal_alpha, focal_gamma, reduction="sum") / n
 
     pos_ctr_t = ctr_t[pos]
-    denom = positive_normalizer(pos_ctr_t.sum(), floor=1e-6)
     origin = ltrb_p.new_zeros((pos.numel(), 2))
-    iou = aligned_iou(ltrb_to_boxes(origin, ltrb_p[pos]), ltrb_to_boxes(origin, ltrb_t[pos]))
-    loss_iou = (-iou.clamp(min=iou_eps).log() * pos_ctr_t).sum() / denom
+    pred_boxes, target_boxes = ltrb_to_boxes(origin, ltrb_p[pos]), ltrb_to_boxes(origin, ltrb_t[pos])
+    if box_loss == "iou":
+        denom = positive_normalizer(pos_ctr_t.sum(), floor=1e-6)
+        iou = aligned_iou(pred_boxes, target_boxes)
+        box_name, loss_box = "loss_o2m_iou", (-iou.clamp(min=iou_eps).log() * pos_ctr_t).sum() / denom
+    else:
+        box_name, loss_box = "loss_o2m_giou", (1.0 - aligned_giou(pred_boxes, target_boxes)).sum() / n
     loss_ctr = F.binary_cross_entropy_with_logits(ctr_p[pos], pos_ctr_t, reduction="sum") / n
     return {
         "loss_o2m_cls": loss_cls * w_cls,
-        "loss_o2m_iou": loss_iou * w_iou,
+        box_name: loss_box * w_box,
         "loss_o2m_ctr": loss_ctr * w_ctr,
     }
 

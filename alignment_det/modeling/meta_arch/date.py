@@ -33,7 +33,7 @@ from torch import Tensor
 from alignment_det.assigners.fcos_targets import MMDET_FCOS_REGRESS_RANGES, fcos_targets
 from alignment_det.assigners.one_to_one import onenet_cost_assign, one_to_one_assign
 from alignment_det.layers.max_filter_3d import fuse_filter_logits
-from alignment_det.losses.date_losses import fcos_o2m_losses, o2o_losses, retinanet_o2m_losses
+from alignment_det.losses.date_losses import O2M_BOX_LOSSES, fcos_o2m_losses, o2o_losses, retinanet_o2m_losses
 from alignment_det.utils.boxes import aligned_iou, ltrb_to_boxes
 
 from .dense import FCOS
@@ -88,6 +88,7 @@ class DATE(FCOS):
         lambda_o2m: float = 1.0,
         o2m_regress_ranges: Sequence[Tuple[float, float]] = MMDET_FCOS_REGRESS_RANGES,
         o2m_center_sampling_radius: Optional[float] = None,
+        o2m_box_loss: str = "iou",
         o2m_anchor_generator: Optional[DefaultAnchorGenerator] = None,
         o2m_box2box_transform: Optional[Box2BoxTransform] = None,
         o2m_anchor_matcher: Optional[Matcher] = None,
@@ -118,6 +119,9 @@ class DATE(FCOS):
             o2m_center_sampling_radius: None (DATE: mmdet's FCOS without centre sampling) or a
                 radius in strides (FCOS's 1.5): FCOS o2m positives only in each GT's centre region.
                 Not in the paper; a control for the one-to-many form on large boxes.
+            o2m_box_loss: the FCOS o2m box term, "iou" (DATE: mmdet's -ln IoU weighted by the
+                centerness target) or "giou" (Detectron2 FCOS's 1 - GIoU, unweighted). Not in the
+                paper; a control that moves the one-to-many branch one step towards Detectron2's FCOS.
             o2m_anchor_generator, o2m_box2box_transform, o2m_anchor_matcher: DATE-R's RetinaNet
                 pieces (default: 9 anchors, octave base 4, deltas with weights 1, Matcher 0.4/0.5).
             focal_loss_alpha, focal_loss_gamma: focal loss of both branches (0.25, 2).
@@ -179,6 +183,11 @@ class DATE(FCOS):
         if o2m_center_sampling_radius is not None and o2m != "fcos":
             raise ValueError("DATE: o2m_center_sampling_radius applies to the FCOS one-to-many branch (o2m='fcos')")
         self.o2m_center_sampling_radius = None if o2m_center_sampling_radius is None else float(o2m_center_sampling_radius)
+        if o2m_box_loss not in O2M_BOX_LOSSES:
+            raise ValueError(f"DATE: o2m_box_loss must be one of {O2M_BOX_LOSSES}, got {o2m_box_loss!r}")
+        if o2m_box_loss != "iou" and o2m != "fcos":
+            raise ValueError("DATE: o2m_box_loss applies to the FCOS one-to-many branch (o2m='fcos')")
+        self.o2m_box_loss = o2m_box_loss
         if o2m == "fcos" and len(self.o2m_regress_ranges) != len(self.strides):
             raise ValueError(
                 f"DATE: {len(self.o2m_regress_ranges)} o2m_regress_ranges for {len(self.strides)} levels"
@@ -246,7 +255,7 @@ class DATE(FCOS):
             gt_instances: per image Instances with ``gt_boxes`` (G_i) and ``gt_classes``.
 
         Returns:
-            dict of losses: ``loss_o2o_{cls,l1,giou}`` × λ_o2o and ``loss_o2m_{cls,iou,ctr}``
+            dict of losses: ``loss_o2o_{cls,l1,giou}`` × λ_o2o and ``loss_o2m_{cls,iou (giou),ctr}``
             (FCOS) or ``loss_o2m_{cls,box_reg}`` (RetinaNet) × λ_o2m.
         """
         locations, loc_strides, level_ids = self.locations(features)
@@ -344,7 +353,7 @@ class DATE(FCOS):
             cls, ltrb, ctr, labels,
             torch.stack([t.ltrb for t in targets]), torch.stack([t.centerness for t in targets]),
             focal_alpha=self.focal_loss_alpha, focal_gamma=self.focal_loss_gamma,
-            loss_weights=self.o2m_loss_weights,
+            loss_weights=self.o2m_loss_weights, box_loss=self.o2m_box_loss,
         )
         return losses, int(((labels >= 0) & (labels < K)).sum()), [t.gt_index for t in targets]
 
