@@ -471,6 +471,15 @@ def test_control_pairs_resolve_and_share_the_baseline_runs():
     with_giou = load_config(paths["projects/DATE/configs/date_F_R50_o2m_only_center_sampling_giou.py"])
     assert with_giou.model.o2m_box_loss == "giou" and "o2m_box_loss" not in sampled.model
     assert {k: v for k, v in with_giou.model.items() if k != "o2m_box_loss"} == dict(sampled.model)
+    # then mmdet FCOSHead's two switches, one config each, each adding one head key to the last
+    previous = with_giou
+    for suffix, key in (("_normbbox", "o2m_norm_on_bbox"), ("_normbbox_ctr_on_reg", "o2m_centerness_on_reg")):
+        step = load_config(paths[f"projects/DATE/configs/date_F_R50_o2m_only_center_sampling_giou{suffix}.py"])
+        assert step.model.head[key] is True and key not in previous.model.head
+        assert {k: v for k, v in step.model.head.items() if k != key} == dict(previous.model.head)
+        assert {k: v for k, v in step.model.items() if k != "head"} == {
+            k: v for k, v in previous.model.items() if k != "head"}
+        previous = step
     iou_atss = load_config(paths["projects/HCRAL/configs/atss_iou_quality.py"])
     atss = load_config(paths["atss_R50_1x.py"])
     assert iou_atss.model.quality_target == "iou" and atss.model.quality_target == "centerness"

@@ -15,6 +15,7 @@ import torch  # noqa: E402
 from detectron2.config import LazyConfig, instantiate  # noqa: E402
 from detectron2.structures import Boxes, Instances  # noqa: E402
 from detectron2.utils.events import EventStorage  # noqa: E402
+from detectron2.modeling.meta_arch.retinanet import permute_to_N_HWA_K  # noqa: E402
 
 from _inputs import tiny_model  # noqa: E402
 
@@ -41,6 +42,9 @@ VARIANTS = {
     "DATE-R": ["model.o2m=retinanet"],
     "3DMF": ["model.head.use_3dmf=True"],
     "separate-subnets": ["model.head.share_subnets=False"],
+    # the one-to-many controls that move DATE-F's FCOS branch towards Detectron2's FCOS, all on
+    "o2m-fcos-switches": ["model.o2m_center_sampling_radius=1.5", "model.o2m_box_loss=giou",
+                          "model.head.o2m_norm_on_bbox=True", "model.head.o2m_centerness_on_reg=True"],
 }
 H, W = 128, 128  # multiple of the FPN's size_divisibility (128)
 
@@ -87,8 +91,9 @@ def infer_inputs(n=2, seed=0):
 def test_training_losses_finite_with_empty_half_empty_and_crowded_gt(variant):
     model = build(VARIANTS[variant])
     model.train()
+    box_term = "loss_o2m_giou" if "model.o2m_box_loss=giou" in VARIANTS[variant] else "loss_o2m_iou"
     expected_o2m = (
-        {"loss_o2m_cls", "loss_o2m_box_reg"} if variant == "DATE-R" else {"loss_o2m_cls", "loss_o2m_iou", "loss_o2m_ctr"}
+        {"loss_o2m_cls", "loss_o2m_box_reg"} if variant == "DATE-R" else {"loss_o2m_cls", box_term, "loss_o2m_ctr"}
     )
     for insts in (
         [instances([]), instances([])],  # whole batch empty
@@ -169,6 +174,36 @@ def test_o2m_giou_option_changes_only_the_box_term():
         build(["model.o2m_box_loss=smooth_l1"])
     with pytest.raises(ValueError, match="o2m_box_loss applies to the FCOS"):
         build(["model.o2m=retinanet", "model.head.o2m=retinanet", "model.o2m_box_loss=giou"])
+
+
+def test_o2m_norm_on_bbox_and_centerness_on_reg_switches():
+    """mmdet FCOSHead's two switches on the FCOS o2m predictor: ltrb = relu(scale_l · x) in strides,
+    which the meta-arch turns into pixels with each level's stride; centerness from the reg tower."""
+    plain = build()
+    switched = build(["model.head.o2m_norm_on_bbox=True", "model.head.o2m_centerness_on_reg=True"])
+    head = switched.head
+    with torch.no_grad():
+        head.scales.copy_(torch.tensor([0.5, 1.0, 1.5, 2.0, 2.5]))
+        torch.nn.init.normal_(head.o2m_bbox_pred.bias)  # some raw outputs negative, some positive
+    plain.load_state_dict(switched.state_dict())  # the switches add no parameter: same weights
+    feats = [torch.randn(2, head.cls_score.in_channels, H // s, W // s) for s in switched.strides]
+    with torch.no_grad():
+        cls_feats, reg_feats = head.forward_towers(feats)
+        out = head.forward_o2m(feats, cls_feats, reg_feats)
+        pixels = switched._fcos_o2m_ltrb_pixels(out["o2m_reg"])
+        ref_plain = plain.head.forward_o2m(feats, *plain.head.forward_towers(feats))
+    for lvl, (x, s) in enumerate(zip(reg_feats, switched.strides)):
+        raw = head.o2m_bbox_pred(x) * head.scales[lvl]
+        assert (raw < 0).any() and (raw > 0).any()
+        torch.testing.assert_close(out["o2m_reg"][lvl], raw.clamp(min=0))
+        torch.testing.assert_close(pixels[lvl], permute_to_N_HWA_K(raw.clamp(min=0), 4) * s)
+        torch.testing.assert_close(out["o2m_ctr"][lvl], head.o2m_ctrness(x))  # the reg tower's features
+        torch.testing.assert_close(ref_plain["o2m_reg"][lvl], raw.exp())  # DATE: exp, in pixels
+        torch.testing.assert_close(ref_plain["o2m_ctr"][lvl], head.o2m_ctrness(cls_feats[lvl]))
+    torch.testing.assert_close(plain._fcos_o2m_ltrb_pixels(ref_plain["o2m_reg"])[0],
+                               permute_to_N_HWA_K(ref_plain["o2m_reg"][0], 4))  # pixels stay pixels
+    with pytest.raises(ValueError, match="apply to the FCOS o2m branch"):
+        build(["model.o2m=retinanet", "model.head.o2m=retinanet", "model.head.o2m_norm_on_bbox=True"])
 
 
 def test_onenet_cost_matcher_trains():
@@ -362,6 +397,8 @@ def _reference_o2m_detections(model, img):
                             continue
                         d = r[0, a * 4:(a + 1) * 4, i, j]
                         if anchors is None:  # ltrb in pixels around ((j + 0.5)·s, (i + 0.5)·s)
+                            if model.head.o2m_norm_on_bbox:  # the head gave strides
+                                d = d * s
                             cx, cy = (j + 0.5) * s, (i + 0.5) * s
                             box = [cx - float(d[0]), cy - float(d[1]), cx + float(d[2]), cy + float(d[3])]
                             score = p * float(o2m["o2m_ctr"][lvl][0, 0, i, j].sigmoid())
@@ -385,7 +422,7 @@ def _reference_o2m_detections(model, img):
     return kept[: model.max_detections_per_image], len(cand)
 
 
-@pytest.mark.parametrize("variant", ["DATE-F", "DATE-R"])
+@pytest.mark.parametrize("variant", ["DATE-F", "DATE-R", "o2m-fcos-switches"])
 def test_o2m_test_branch_decodes_the_o2m_predictor_like_its_detector(variant, monkeypatch):
     """``model.test_branch="o2m"`` (a diagnostic) evaluates the training-only predictor with its
     family's decoding and NMS; checked against the literal loops above, with the top-k, the
@@ -396,7 +433,8 @@ def test_o2m_test_branch_decodes_the_o2m_predictor_like_its_detector(variant, mo
     model.eval()
     head = model.head
     torch.nn.init.normal_(head.o2m_cls_score.bias, 0.0, 1.0)  # untrained σ(cls) ≈ 0.01: lift it
-    torch.nn.init.constant_(head.o2m_bbox_pred.bias, 2.5 if variant == "DATE-F" else 0.0)  # ~12 px boxes
+    # ~12 px boxes (exp), 5 strides (norm_on_bbox), RetinaNet's anchors unchanged
+    torch.nn.init.constant_(head.o2m_bbox_pred.bias, 0.0 if variant == "DATE-R" else 2.5)
     monkeypatch.setattr(date_mod, "O2M_TEST_TOPK_CANDIDATES", 40)
     monkeypatch.setattr(date_mod, "O2M_TEST_SCORE_THRESH", 0.3)
     model.max_detections_per_image = 60

@@ -8,6 +8,8 @@ docs/methods.md#date-head. For every FPN level ``l`` (stride ``s_l``) with input
           [3DMF] filter logit f_l = max_filter(r_*)_l -> 1            (o2o prob = σ(cls)·σ(f))
     o2m FCOS:      o2m_cls_score(c_l) -> K, exp(scale_l * o2m_bbox_pred(r_l)) -> 4 (ltrb in pixels),
                    o2m_ctrness(c_l) -> 1                              (centerness on the cls tower)
+                   [controls, not DATE: o2m_norm_on_bbox: relu(scale_l * o2m_bbox_pred(r_l)) (ltrb in
+                   strides); o2m_centerness_on_reg: o2m_ctrness(r_l); mmdet FCOSHead's two switches]
     o2m RetinaNet: o2m_cls_score(c_l) -> A·K, scale_l * o2m_bbox_pred(r_l) -> A·4 (deltas)
 
 ``scale_l`` is one learnable scalar per level, shared by every predictor (the DATE code passes the same
@@ -73,6 +75,8 @@ class DATEHead(nn.Module):
         mf_kernel_size: int = 3,
         mf_tau: int = 2,
         mf_norm_groups: int = 32,
+        o2m_norm_on_bbox: bool = False,
+        o2m_centerness_on_reg: bool = False,
     ):
         """
         Args:
@@ -87,6 +91,10 @@ class DATEHead(nn.Module):
                 branch has its own towers (docs/methods.md#date-head "not sharing subnets").
             use_3dmf: add DeFCN's 3D max filtering to the o2o branch (no auxiliary loss).
             mf_kernel_size, mf_tau, mf_norm_groups: :class:`MaxFiltering3D` settings (3, 2, 32).
+            o2m_norm_on_bbox, o2m_centerness_on_reg: mmdet ``FCOSHead``'s ``norm_on_bbox`` (the FCOS
+                o2m ltrb is ``relu(scale_l · x)`` in strides, which the meta-arch scales to pixels,
+                instead of ``exp(scale_l · x)`` in pixels) and ``centerness_on_reg`` (centerness from
+                the reg tower, as Detectron2's FCOS). Both False in DATE; controls, FCOS o2m only.
         """
         super().__init__()
         if o2m not in O2M_STYLES:
@@ -100,6 +108,10 @@ class DATEHead(nn.Module):
         self.o2m = o2m
         self.num_anchors = num_anchors if o2m == "retinanet" else 1
         self.share_subnets = share_subnets
+        if (o2m_norm_on_bbox or o2m_centerness_on_reg) and o2m != "fcos":
+            raise ValueError("DATEHead: o2m_norm_on_bbox and o2m_centerness_on_reg apply to the FCOS o2m branch")
+        self.o2m_norm_on_bbox = bool(o2m_norm_on_bbox)
+        self.o2m_centerness_on_reg = bool(o2m_centerness_on_reg)
         c = conv_dims[-1]
         bias_cls = -math.log((1 - prior_prob) / prior_prob)
 
@@ -165,19 +177,23 @@ class DATEHead(nn.Module):
         """o2m predictor (training; at test time only for DATE's ``test_branch="o2m"`` diagnostic).
 
         Returns per level: ``o2m_cls`` (N, A·K, H, W) logits; ``o2m_reg`` (N, A·4, H, W): FCOS
-        ltrb in pixels ``exp(scale_l · x)`` (mmdet ``norm_on_bbox=False``), or RetinaNet deltas
-        ``scale_l · x``; FCOS also ``o2m_ctr`` (N, 1, H, W) centerness logits from the cls tower.
+        ltrb in pixels ``exp(scale_l · x)`` (mmdet ``norm_on_bbox=False``; with ``o2m_norm_on_bbox``
+        ``relu(scale_l · x)`` in strides), or RetinaNet deltas ``scale_l · x``; FCOS also ``o2m_ctr``
+        (N, 1, H, W) centerness logits from the cls tower (the reg tower with ``o2m_centerness_on_reg``).
         """
         if not self.share_subnets:
             cls_feats = [self.o2m_cls_subnet(x) for x in features]
             reg_feats = [self.o2m_bbox_subnet(x) for x in features]
         out = {"o2m_cls": [self.o2m_cls_score(x) for x in cls_feats]}
         if self.o2m == "fcos":
-            # exp in fp32: a large logit would overflow in fp16 under AMP.
-            out["o2m_reg"] = [
-                (self.o2m_bbox_pred(x) * self.scales[l]).float().exp() for l, x in enumerate(reg_feats)
-            ]
-            out["o2m_ctr"] = [self.o2m_ctrness(x) for x in cls_feats]
+            if self.o2m_norm_on_bbox:
+                out["o2m_reg"] = [F.relu(self.o2m_bbox_pred(x) * self.scales[l]) for l, x in enumerate(reg_feats)]
+            else:  # exp in fp32: a large logit would overflow in fp16 under AMP.
+                out["o2m_reg"] = [
+                    (self.o2m_bbox_pred(x) * self.scales[l]).float().exp() for l, x in enumerate(reg_feats)
+                ]
+            ctr_feats = reg_feats if self.o2m_centerness_on_reg else cls_feats
+            out["o2m_ctr"] = [self.o2m_ctrness(x) for x in ctr_feats]
         else:
             out["o2m_reg"] = [self.o2m_bbox_pred(x) * self.scales[l] for l, x in enumerate(reg_feats)]
         return out

@@ -340,12 +340,21 @@ class DATE(FCOS):
             for b, c in zip(gt_boxes, gt_classes)
         ]
 
+    def _fcos_o2m_ltrb_pixels(self, o2m_reg: List[Tensor]) -> List[Tensor]:
+        """The FCOS o2m ltrb per level as (N, H·W, 4) pixels. The head gives pixels (``exp``), or, with
+        its ``o2m_norm_on_bbox`` (mmdet's ``norm_on_bbox``), strides, scaled here by the level's stride;
+        IoU and GIoU are scale-invariant, so the loss equals mmdet's on stride-normalised targets."""
+        ltrb = [permute_to_N_HWA_K(x, 4) for x in o2m_reg]
+        if self.head.o2m_norm_on_bbox:
+            ltrb = [x * s for x, s in zip(ltrb, self.strides)]
+        return ltrb
+
     def _fcos_o2m_losses(self, predictions, locations, loc_strides, level_ids, gt_boxes, gt_classes):
         """DATE-F o2m: mmdet FCOS targets and losses; returns (losses, #positives in the batch, per
         image the (R,) GT index of each location, -1 at background)."""
         K = self.num_classes
         cls = cat([permute_to_N_HWA_K(x, K) for x in predictions["o2m_cls"]], dim=1)
-        ltrb = cat([permute_to_N_HWA_K(x, 4) for x in predictions["o2m_reg"]], dim=1)
+        ltrb = cat(self._fcos_o2m_ltrb_pixels(predictions["o2m_reg"]), dim=1)
         ctr = cat([permute_to_N_HWA_K(x, 1) for x in predictions["o2m_ctr"]], dim=1).squeeze(-1)
         targets = self._fcos_o2m_labels(locations, loc_strides, level_ids, gt_boxes, gt_classes)
         labels = torch.stack([t.labels for t in targets])
@@ -494,11 +503,12 @@ class DATE(FCOS):
         # final score, while mmdet ranks by σ(cls) and multiplies the centerness in after the top-k.
         K = self.num_classes
         cls = [permute_to_N_HWA_K(x, K).float() for x in o2m["o2m_cls"]]
-        reg = [permute_to_N_HWA_K(x, 4).float() for x in o2m["o2m_reg"]]
         if self.o2m == "fcos":
+            reg = [x.float() for x in self._fcos_o2m_ltrb_pixels(o2m["o2m_reg"])]
             factors = [torch.sigmoid(permute_to_N_HWA_K(x, 1).float()) for x in o2m["o2m_ctr"]]
             boxes = [ltrb_to_boxes(loc[None], r) for loc, r in zip(self._level_locations(features), reg)]
         else:
+            reg = [permute_to_N_HWA_K(x, 4).float() for x in o2m["o2m_reg"]]
             factors = [None] * len(cls)
             anchors = self.o2m_anchor_generator(features)
             boxes = [
