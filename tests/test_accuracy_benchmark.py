@@ -480,6 +480,20 @@ def test_control_pairs_resolve_and_share_the_baseline_runs():
         assert {k: v for k, v in step.model.items() if k != "head"} == {
             k: v for k, v in previous.model.items() if k != "head"}
         previous = step
+    # DATE-F with both branches and its one-to-many branch in that last form: DATE-F plus the four keys
+    fcos_form = load_config(paths["projects/DATE/configs/date_F_R50_o2m_fcos_form.py"]).model
+    date_f = load_config(accuracy.resolve_config("date_F_R50_1x.py")).model
+    o2m_keys = {"o2m_center_sampling_radius": 1.5, "o2m_box_loss": "giou"}
+    head_keys = {"o2m_norm_on_bbox": True, "o2m_centerness_on_reg": True}
+    assert {k: fcos_form[k] for k in o2m_keys} == o2m_keys and not set(o2m_keys) & set(date_f)
+    assert {k: fcos_form.head[k] for k in head_keys} == head_keys and not set(head_keys) & set(date_f.head)
+    assert {k: v for k, v in fcos_form.head.items() if k not in head_keys} == dict(date_f.head)
+    assert {k: v for k, v in fcos_form.items() if k not in o2m_keys and k != "head"} == {
+        k: v for k, v in date_f.items() if k != "head"}
+    # and that is the last one-branch control with the one-to-one branch back and evaluated
+    assert previous.model.lambda_o2o == 0.0 and fcos_form.lambda_o2o == 1.0 and "test_branch" not in fcos_form
+    assert {k: v for k, v in previous.model.items() if k not in ("lambda_o2o", "test_branch")} == {
+        k: v for k, v in fcos_form.items() if k != "lambda_o2o"}
     iou_atss = load_config(paths["projects/HCRAL/configs/atss_iou_quality.py"])
     atss = load_config(paths["atss_R50_1x.py"])
     assert iou_atss.model.quality_target == "iou" and atss.model.quality_target == "centerness"
