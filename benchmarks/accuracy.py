@@ -115,6 +115,9 @@ EVAL_VARIANTS = {
     "date_R_R50_1x.py": (
         ("o2m", "DATE-R, its one-to-many branch evaluated (with NMS)", ("model.test_branch=o2m",)),
     ),
+    "projects/DATE/configs/date_F_R50_o2m_fcos_form.py": (
+        ("o2m", "DATE-F, FCOS-form one-to-many branch, that branch evaluated (with NMS)", ("model.test_branch=o2m",)),
+    ),
     "retinanet_conf_R50.py": (
         ("cls_only", "RetinaNet-Conf, ranked by the class score alone (fusion a = 0)", ("model.fusion_alpha=0.0",)),
     ),

@@ -490,6 +490,10 @@ def test_control_pairs_resolve_and_share_the_baseline_runs():
     assert {k: v for k, v in fcos_form.head.items() if k not in head_keys} == dict(date_f.head)
     assert {k: v for k, v in fcos_form.items() if k not in o2m_keys and k != "head"} == {
         k: v for k, v in date_f.items() if k != "head"}
+    # its one-to-many branch is evaluated too, as DATE-F's is
+    date_f_o2m = [v for v in accuracy.EVAL_VARIANTS["date_F_R50_1x.py"] if v[0] == "o2m"]
+    assert [(t, o) for t, _, o in accuracy.EVAL_VARIANTS["projects/DATE/configs/date_F_R50_o2m_fcos_form.py"]] == [
+        (t, o) for t, _, o in date_f_o2m]
     # and that is the last one-branch control with the one-to-one branch back and evaluated
     assert previous.model.lambda_o2o == 0.0 and fcos_form.lambda_o2o == 1.0 and "test_branch" not in fcos_form
     assert {k: v for k, v in previous.model.items() if k not in ("lambda_o2o", "test_branch")} == {
