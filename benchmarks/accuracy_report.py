@@ -248,6 +248,7 @@ def plot_pairs(per_config: Dict[str, dict], path: str, *, title: str, steps: Seq
     if not groups:
         return []
     fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4.6), squeeze=False)
+    legends = []
     for ax, (baseline, configs) in zip(axes[0], groups.items()):
         cmap = plt.get_cmap("tab10")
         for i, c in enumerate(sorted(configs, key=lambda c: c["name"] != baseline)):
@@ -268,11 +269,15 @@ def plot_pairs(per_config: Dict[str, dict], path: str, *, title: str, steps: Seq
         ax.grid(alpha=0.3)
         # Below the panel: rising curves leave no corner of the axes free once a panel holds
         # several methods and controls.
-        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
-    fig.suptitle(title + " (dotted: lr x0.1; dashed: controls; dash-dot: ablations; markers: seed 0 circle,"
+        legend = ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
+        # Out of tight_layout: a tall legend would otherwise shrink the panel until the legend, placed
+        # in axes units, runs into the x label; savefig takes it in as an extra artist.
+        legend.set_in_layout(False)
+        legends.append(legend)
+    heading = fig.suptitle(title + " (dotted: lr x0.1; dashed: controls; dash-dot: ablations; markers: seed 0 circle,"
                  " seed 1 square)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110, bbox_inches="tight")  # "tight" keeps the legends below the panels
+    fig.savefig(path, dpi=110, bbox_inches="tight", bbox_extra_artists=legends + [heading])
     plt.close(fig)
     return [ax.get_title() for ax in axes[0]]
 
