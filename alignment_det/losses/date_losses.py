@@ -118,7 +118,8 @@ def fcos_o2m_losses(
     ``loss_o2m_giou = w1 · Σ_pos (1 - GIoU(pred, target)) / n``, unweighted by centerness.
 
     Args (any common leading shape, e.g. (N, R) or flattened (N·R,)):
-        cls_logits: (..., K); ltrb_preds: (..., 4) positive pixel distances (``exp(scale·x)``);
+        cls_logits: (..., K); ltrb_preds: (..., 4) non-negative pixel distances (``exp(scale·x)``, or
+            ``relu(scale·x)·stride`` with the head's ``o2m_norm_on_bbox``);
         ctr_logits: (...,) centerness logits; labels: (...,) int64 in [0, K];
         ltrb_targets: (..., 4); ctr_targets: (...,) from
         :func:`alignment_det.assigners.fcos_targets.fcos_targets`.
