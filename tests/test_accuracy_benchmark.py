@@ -494,6 +494,14 @@ def test_control_pairs_resolve_and_share_the_baseline_runs():
     date_f_o2m = [v for v in accuracy.EVAL_VARIANTS["date_F_R50_1x.py"] if v[0] == "o2m"]
     assert [(t, o) for t, _, o in accuracy.EVAL_VARIANTS["projects/DATE/configs/date_F_R50_o2m_fcos_form.py"]] == [
         (t, o) for t, _, o in date_f_o2m]
+    # the same with separate one-to-many towers: one head key more, its o2m branch evaluated too
+    separate = load_config(paths["projects/DATE/configs/date_F_R50_o2m_fcos_form_separate_towers.py"]).model
+    assert separate.head.share_subnets is False and fcos_form.head.share_subnets is True
+    assert {k: v for k, v in separate.head.items() if k != "share_subnets"} == {
+        k: v for k, v in fcos_form.head.items() if k != "share_subnets"}
+    assert {k: v for k, v in separate.items() if k != "head"} == {k: v for k, v in fcos_form.items() if k != "head"}
+    assert [v[2] for v in accuracy.EVAL_VARIANTS["projects/DATE/configs/date_F_R50_o2m_fcos_form_separate_towers.py"]] == [
+        o for _, _, o in date_f_o2m]
     # and that is the last one-branch control with the one-to-one branch back and evaluated
     assert previous.model.lambda_o2o == 0.0 and fcos_form.lambda_o2o == 1.0 and "test_branch" not in fcos_form
     assert {k: v for k, v in previous.model.items() if k not in ("lambda_o2o", "test_branch")} == {
