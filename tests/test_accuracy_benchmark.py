@@ -30,7 +30,7 @@ accuracy = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(accuracy)
 import accuracy_report  # noqa: E402  benchmarks/ is on sys.path once accuracy.py is loaded
 from _cli import accuracy_runner_in_process  # noqa: E402
-from _config_checks import assert_differs_only_in  # noqa: E402
+from _config_checks import ABSENT, assert_differs_only_in  # noqa: E402
 from conftest import MINI_SPLIT  # noqa: E402
 
 SYNTH_TRAIN, SYNTH_VAL = "synthetic_shapes_train", "synthetic_shapes_val"
@@ -466,46 +466,32 @@ def test_control_pairs_resolve_and_share_the_baseline_runs():
     assert o2m_only.model.test_branch == "o2m" and "test_branch" not in o2o_only.model
     assert "o2m_center_sampling_radius" not in o2m_only.model
     sampled = load_config(paths["projects/DATE/configs/date_F_R50_o2m_only_center_sampling.py"])
-    assert sampled.model.o2m_center_sampling_radius == 1.5
-    assert {k: v for k, v in sampled.model.items() if k != "o2m_center_sampling_radius"} == dict(o2m_only.model)
+    assert_differs_only_in(sampled.model, o2m_only.model, {"o2m_center_sampling_radius": (1.5, ABSENT)})
     with_giou = load_config(paths["projects/DATE/configs/date_F_R50_o2m_only_center_sampling_giou.py"])
-    assert with_giou.model.o2m_box_loss == "giou" and "o2m_box_loss" not in sampled.model
-    assert {k: v for k, v in with_giou.model.items() if k != "o2m_box_loss"} == dict(sampled.model)
+    assert_differs_only_in(with_giou.model, sampled.model, {"o2m_box_loss": ("giou", ABSENT)})
     # then mmdet FCOSHead's two switches, one config each, each adding one head key to the last
     previous = with_giou
     for suffix, key in (("_normbbox", "o2m_norm_on_bbox"), ("_normbbox_ctr_on_reg", "o2m_centerness_on_reg")):
         step = load_config(paths[f"projects/DATE/configs/date_F_R50_o2m_only_center_sampling_giou{suffix}.py"])
-        assert step.model.head[key] is True and key not in previous.model.head
-        assert {k: v for k, v in step.model.head.items() if k != key} == dict(previous.model.head)
-        assert {k: v for k, v in step.model.items() if k != "head"} == {
-            k: v for k, v in previous.model.items() if k != "head"}
+        assert_differs_only_in(step.model, previous.model, {f"head.{key}": (True, ABSENT)})
         previous = step
     # DATE-F with both branches and its one-to-many branch in that last form: DATE-F plus the four keys
     fcos_form = load_config(paths["projects/DATE/configs/date_F_R50_o2m_fcos_form.py"]).model
     date_f = load_config(accuracy.resolve_config("date_F_R50_1x.py")).model
-    o2m_keys = {"o2m_center_sampling_radius": 1.5, "o2m_box_loss": "giou"}
-    head_keys = {"o2m_norm_on_bbox": True, "o2m_centerness_on_reg": True}
-    assert {k: fcos_form[k] for k in o2m_keys} == o2m_keys and not set(o2m_keys) & set(date_f)
-    assert {k: fcos_form.head[k] for k in head_keys} == head_keys and not set(head_keys) & set(date_f.head)
-    assert {k: v for k, v in fcos_form.head.items() if k not in head_keys} == dict(date_f.head)
-    assert {k: v for k, v in fcos_form.items() if k not in o2m_keys and k != "head"} == {
-        k: v for k, v in date_f.items() if k != "head"}
+    assert_differs_only_in(fcos_form, date_f, {
+        "o2m_center_sampling_radius": (1.5, ABSENT), "o2m_box_loss": ("giou", ABSENT),
+        "head.o2m_norm_on_bbox": (True, ABSENT), "head.o2m_centerness_on_reg": (True, ABSENT)})
     # its one-to-many branch is evaluated too, as DATE-F's is
     date_f_o2m = [v for v in accuracy.EVAL_VARIANTS["date_F_R50_1x.py"] if v[0] == "o2m"]
     assert [(t, o) for t, _, o in accuracy.EVAL_VARIANTS["projects/DATE/configs/date_F_R50_o2m_fcos_form.py"]] == [
         (t, o) for t, _, o in date_f_o2m]
     # the same with separate one-to-many towers: one head key more, its o2m branch evaluated too
     separate = load_config(paths["projects/DATE/configs/date_F_R50_o2m_fcos_form_separate_towers.py"]).model
-    assert separate.head.share_subnets is False and fcos_form.head.share_subnets is True
-    assert {k: v for k, v in separate.head.items() if k != "share_subnets"} == {
-        k: v for k, v in fcos_form.head.items() if k != "share_subnets"}
-    assert {k: v for k, v in separate.items() if k != "head"} == {k: v for k, v in fcos_form.items() if k != "head"}
+    assert_differs_only_in(separate, fcos_form, {"head.share_subnets": (False, True)})
     assert [v[2] for v in accuracy.EVAL_VARIANTS["projects/DATE/configs/date_F_R50_o2m_fcos_form_separate_towers.py"]] == [
         o for _, _, o in date_f_o2m]
     # and that is the last one-branch control with the one-to-one branch back and evaluated
-    assert previous.model.lambda_o2o == 0.0 and fcos_form.lambda_o2o == 1.0 and "test_branch" not in fcos_form
-    assert {k: v for k, v in previous.model.items() if k not in ("lambda_o2o", "test_branch")} == {
-        k: v for k, v in fcos_form.items() if k != "lambda_o2o"}
+    assert_differs_only_in(previous.model, fcos_form, {"lambda_o2o": (0.0, 1.0), "test_branch": ("o2m", ABSENT)})
     iou_atss = load_config(paths["projects/HCRAL/configs/atss_iou_quality.py"])
     atss = load_config(paths["atss_R50_1x.py"])
     assert iou_atss.model.quality_target == "iou" and atss.model.quality_target == "centerness"
