@@ -84,6 +84,7 @@ CONTROL_PAIRS = (
     ("fcos_controls", "fcos_R50.py",
      ("projects/DATE/configs/date_F_R50_o2o_only.py", "projects/DATE/configs/date_F_R50_o2m_only.py",
       "projects/DATE/configs/date_F_R50_o2m_only_center_sampling.py",
+      "projects/DATE/configs/date_F_R50_o2m_only_center_sampling_clip10.py",
       "projects/DATE/configs/date_F_R50_o2m_only_center_sampling_giou.py",
       "projects/DATE/configs/date_F_R50_o2m_only_center_sampling_giou_normbbox.py",
       "projects/DATE/configs/date_F_R50_o2m_only_center_sampling_giou_normbbox_ctr_on_reg.py",
@@ -141,6 +142,8 @@ LABELS = {
     "projects/DATE/configs/date_F_R50_o2o_only.py": "DATE-F, one-to-one only",
     "projects/DATE/configs/date_F_R50_o2m_only.py": "DATE-F, one-to-many only (evaluated with NMS)",
     "projects/DATE/configs/date_F_R50_o2m_only_center_sampling.py": "DATE-F, one-to-many only, centre sampling (with NMS)",
+    "projects/DATE/configs/date_F_R50_o2m_only_center_sampling_clip10.py":
+        "DATE-F, one-to-many only, centre sampling, gradient clip 10 (with NMS)",
     "projects/DATE/configs/date_F_R50_o2m_only_center_sampling_giou.py":
         "DATE-F, one-to-many only, centre sampling, GIoU loss (with NMS)",
     "projects/DATE/configs/date_F_R50_o2m_only_center_sampling_giou_normbbox.py":

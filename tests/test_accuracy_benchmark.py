@@ -467,6 +467,15 @@ def test_control_pairs_resolve_and_share_the_baseline_runs():
     assert "o2m_center_sampling_radius" not in o2m_only.model
     sampled = load_config(paths["projects/DATE/configs/date_F_R50_o2m_only_center_sampling.py"])
     assert_differs_only_in(sampled.model, o2m_only.model, {"o2m_center_sampling_radius": (1.5, ABSENT)})
+    # the same branch with the whole-model clip loosened from DATE's 0.1 to the presets' 10, and the
+    # preset keeps it (it only fills in a clip for configs that have none)
+    loose = load_config(paths["projects/DATE/configs/date_F_R50_o2m_only_center_sampling_clip10.py"])
+    assert_differs_only_in(loose.model, sampled.model, {})
+    assert_differs_only_in(loose.train, sampled.train, {"clip_grad.clip_value": (10.0, 0.1), "output_dir": (
+        "./output/date_F_R50_o2m_only_center_sampling_clip10", "./output/date_F_R50_o2m_only_center_sampling")})
+    for path, clip in ((paths["projects/DATE/configs/date_F_R50_o2m_only_center_sampling_clip10.py"], 10.0),
+                       (paths["projects/DATE/configs/date_F_R50_o2m_only_center_sampling.py"], 0.1)):
+        assert preset_applied(path, get_preset("cpu_long")).train.clip_grad.clip_value == clip
     with_giou = load_config(paths["projects/DATE/configs/date_F_R50_o2m_only_center_sampling_giou.py"])
     assert_differs_only_in(with_giou.model, sampled.model, {"o2m_box_loss": ("giou", ABSENT)})
     # then mmdet FCOSHead's two switches, one config each, each adding one head key to the last
