@@ -136,6 +136,17 @@ def markdown_table(rows: Sequence[dict], *, alignment_keys: Sequence[str]) -> st
     return "\n".join(lines)
 
 
+def distinct_colors(n: int) -> list:
+    """``n`` colours, no two alike: tab10 up to 10 lines, tab20 up to 20, evenly spaced hues beyond.
+    Cycling tab10 gave two of the cards FCOS panel's 13 controls one colour and one line style."""
+    import matplotlib.pyplot as plt
+
+    if n <= 20:
+        cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
+        return [cmap(i) for i in range(n)]
+    return [plt.get_cmap("gist_rainbow")(i / n) for i in range(n)]
+
+
 def plot_curves(runs: Sequence[dict], path: str, *, title: str) -> None:
     """Total loss and AP over iterations, every run overlaid: one colour per config, one line style
     per seed. ``runs``: dicts with ``label``, ``seed``, ``loss_curve`` and ``ap_curve`` ([[it, value]])."""
@@ -146,7 +157,7 @@ def plot_curves(runs: Sequence[dict], path: str, *, title: str) -> None:
 
     labels = list(dict.fromkeys(r["label"] for r in runs))
     seeds = list(dict.fromkeys(r["seed"] for r in runs))
-    colors = {lab: plt.get_cmap("tab10")(i % 10) for i, lab in enumerate(labels)}
+    colors = dict(zip(labels, distinct_colors(len(labels))))
     styles = {s: ("-", "--", ":", "-.")[i % 4] for i, s in enumerate(seeds)}
     fig, (ax_loss, ax_ap) = plt.subplots(1, 2, figsize=(13, 5))
     for r in runs:
@@ -250,14 +261,14 @@ def plot_pairs(per_config: Dict[str, dict], path: str, *, title: str, steps: Seq
     fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4.6), squeeze=False)
     legends = []
     for ax, (baseline, configs) in zip(axes[0], groups.items()):
-        cmap = plt.get_cmap("tab10")
+        colors = distinct_colors(len(configs))
         for i, c in enumerate(sorted(configs, key=lambda c: c["name"] != baseline)):
             is_base = c["name"] == baseline
             for r in c["runs"]:
                 if not r.get("ap_curve"):
                     continue
                 ax.plot(*zip(*r["ap_curve"]), marker=_seed_marker(r["seed"]), markersize=3.5,
-                        color="black" if is_base else cmap(i % 10),
+                        color="black" if is_base else colors[i],
                         linestyle=_line_style(c["pair"]),
                         linewidth=2 if is_base else 1.3,
                         # wrapped: two columns of long control labels would run into the next panel

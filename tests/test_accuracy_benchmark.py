@@ -391,6 +391,24 @@ def test_pairs_plot_has_one_panel_per_baseline(tmp_path):
     assert "| FCOS | 0 | — | — | — | unfinished |" in table and "DATE-F" not in table
 
 
+def test_pairs_plot_gives_every_line_of_a_crowded_panel_its_own_colour(tmp_path, monkeypatch):
+    import matplotlib.figure
+
+    drawn = []
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda fig, *a, **k: drawn.append(fig))
+    curve = [[100, 10.0], [200, 20.0]]
+    per_config = {"fcos_R50.py": dict(pair="fcos", baseline="fcos_R50.py", label="FCOS", runs=[dict(seed=0, ap_curve=curve)])}
+    for k in range(13):  # the cards FCOS panel's count of methods and controls
+        per_config[f"c{k}.py"] = dict(pair="fcos_controls", baseline="fcos_R50.py", label=f"control {k}",
+                                      runs=[dict(seed=0, ap_curve=curve)])
+    accuracy_report.plot_pairs(per_config, str(tmp_path / "pairs.png"), title="t")
+    (ax,) = drawn[0].axes
+    colors = [matplotlib.colors.to_hex(line.get_color()) for line in ax.get_lines() if not line.get_label().startswith("_")]
+    assert len(colors) == 14 and len(set(colors)) == 14 and colors[0] == "#000000"
+    for n in (1, 10, 11, 20, 21, 40):
+        assert len({matplotlib.colors.to_hex(c) for c in accuracy_report.distinct_colors(n)}) == n
+
+
 def test_pairs_plot_tells_controls_and_ablations_apart():
     # Every pair name the benchmark defines gets the style of its kind; a method of a default pair
     # (or a run outside any pair) is solid.
