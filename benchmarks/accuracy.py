@@ -90,6 +90,7 @@ CONTROL_PAIRS = (
       "projects/DATE/configs/date_F_R50_o2m_only_center_sampling_giou_normbbox_ctr_on_reg.py",
       "projects/DATE/configs/date_F_R50_o2m_fcos_form.py",
       "projects/DATE/configs/date_F_R50_o2m_fcos_form_separate_towers.py",
+      "projects/DATE/configs/date_F_R50_clip10.py",
       "projects/DATE/configs/fcos_R50_date_optimizer.py")),
     ("atss_controls", "atss_R50_1x.py",
      ("projects/HCRAL/configs/atss_iou_quality.py", "projects/HCRAL/configs/hcral_atss_beta_cap50.py")),
@@ -153,6 +154,7 @@ LABELS = {
     "projects/DATE/configs/date_F_R50_o2m_fcos_form.py": "DATE-F, one-to-many branch in Detectron2 FCOS's form",
     "projects/DATE/configs/date_F_R50_o2m_fcos_form_separate_towers.py":
         "DATE-F, one-to-many branch in Detectron2 FCOS's form, separate towers",
+    "projects/DATE/configs/date_F_R50_clip10.py": "DATE-F, gradient clip 10",
     "projects/DATE/configs/fcos_R50_date_optimizer.py": "FCOS, DATE's optimizer",
     "projects/HCRAL/configs/atss_iou_quality.py": "ATSS, IoU quality target",
     "projects/MAL/configs/mal_R50_selection_all.py": "MAL, bag loss only (no selection, no depression)",

@@ -491,8 +491,14 @@ def test_control_pairs_resolve_and_share_the_baseline_runs():
     assert_differs_only_in(loose.model, sampled.model, {})
     assert_differs_only_in(loose.train, sampled.train, {"clip_grad.clip_value": (10.0, 0.1), "output_dir": (
         "./output/date_F_R50_o2m_only_center_sampling_clip10", "./output/date_F_R50_o2m_only_center_sampling")})
+    loose_date_f = load_config(paths["projects/DATE/configs/date_F_R50_clip10.py"])
+    date_f_cfg = load_config(accuracy.resolve_config("date_F_R50_1x.py"))
+    assert_differs_only_in(loose_date_f.model, date_f_cfg.model, {})
+    assert_differs_only_in(loose_date_f.train, date_f_cfg.train, {
+        "clip_grad.clip_value": (10.0, 0.1), "output_dir": ("./output/date_F_R50_clip10", "./output/date_F_R50_1x")})
     for path, clip in ((paths["projects/DATE/configs/date_F_R50_o2m_only_center_sampling_clip10.py"], 10.0),
-                       (paths["projects/DATE/configs/date_F_R50_o2m_only_center_sampling.py"], 0.1)):
+                       (paths["projects/DATE/configs/date_F_R50_o2m_only_center_sampling.py"], 0.1),
+                       (paths["projects/DATE/configs/date_F_R50_clip10.py"], 10.0)):
         assert preset_applied(path, get_preset("cpu_long")).train.clip_grad.clip_value == clip
     with_giou = load_config(paths["projects/DATE/configs/date_F_R50_o2m_only_center_sampling_giou.py"])
     assert_differs_only_in(with_giou.model, sampled.model, {"o2m_box_loss": ("giou", ABSENT)})
