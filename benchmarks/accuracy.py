@@ -86,6 +86,7 @@ CONTROL_PAIRS = (
       "projects/DATE/configs/date_F_R50_o2m_only_center_sampling.py",
       "projects/DATE/configs/date_F_R50_o2m_only_center_sampling_clip10.py",
       "projects/DATE/configs/date_F_R50_o2m_only_center_sampling_giou.py",
+      "projects/DATE/configs/date_F_R50_o2m_only_center_sampling_giou_clip10.py",
       "projects/DATE/configs/date_F_R50_o2m_only_center_sampling_giou_normbbox.py",
       "projects/DATE/configs/date_F_R50_o2m_only_center_sampling_giou_normbbox_ctr_on_reg.py",
       "projects/DATE/configs/date_F_R50_o2m_fcos_form.py",
@@ -147,6 +148,8 @@ LABELS = {
         "DATE-F, one-to-many only, centre sampling, gradient clip 10 (with NMS)",
     "projects/DATE/configs/date_F_R50_o2m_only_center_sampling_giou.py":
         "DATE-F, one-to-many only, centre sampling, GIoU loss (with NMS)",
+    "projects/DATE/configs/date_F_R50_o2m_only_center_sampling_giou_clip10.py":
+        "DATE-F, one-to-many only, centre sampling, GIoU loss, gradient clip 10 (with NMS)",
     "projects/DATE/configs/date_F_R50_o2m_only_center_sampling_giou_normbbox.py":
         "DATE-F, one-to-many only, centre sampling, GIoU, sides in strides (with NMS)",
     "projects/DATE/configs/date_F_R50_o2m_only_center_sampling_giou_normbbox_ctr_on_reg.py":

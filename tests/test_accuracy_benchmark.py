@@ -498,10 +498,15 @@ def test_control_pairs_resolve_and_share_the_baseline_runs():
         "clip_grad.clip_value": (10.0, 0.1), "output_dir": ("./output/date_F_R50_clip10", "./output/date_F_R50_1x")})
     for path, clip in ((paths["projects/DATE/configs/date_F_R50_o2m_only_center_sampling_clip10.py"], 10.0),
                        (paths["projects/DATE/configs/date_F_R50_o2m_only_center_sampling.py"], 0.1),
-                       (paths["projects/DATE/configs/date_F_R50_clip10.py"], 10.0)):
+                       (paths["projects/DATE/configs/date_F_R50_clip10.py"], 10.0),
+                       (paths["projects/DATE/configs/date_F_R50_o2m_only_center_sampling_giou_clip10.py"], 10.0)):
         assert preset_applied(path, get_preset("cpu_long")).train.clip_grad.clip_value == clip
     with_giou = load_config(paths["projects/DATE/configs/date_F_R50_o2m_only_center_sampling_giou.py"])
     assert_differs_only_in(with_giou.model, sampled.model, {"o2m_box_loss": ("giou", ABSENT)})
+    giou_loose = load_config(paths["projects/DATE/configs/date_F_R50_o2m_only_center_sampling_giou_clip10.py"])
+    assert_differs_only_in(giou_loose.model, with_giou.model, {})
+    assert_differs_only_in(giou_loose.train, loose.train, {"output_dir": (
+        "./output/date_F_R50_o2m_only_center_sampling_giou_clip10", "./output/date_F_R50_o2m_only_center_sampling_clip10")})
     # then mmdet FCOSHead's two switches, one config each, each adding one head key to the last
     previous = with_giou
     for suffix, key in (("_normbbox", "o2m_norm_on_bbox"), ("_normbbox_ctr_on_reg", "o2m_centerness_on_reg")):
