@@ -485,28 +485,8 @@ def test_control_pairs_resolve_and_share_the_baseline_runs():
     assert "o2m_center_sampling_radius" not in o2m_only.model
     sampled = load_config(paths["projects/DATE/configs/date_F_R50_o2m_only_center_sampling.py"])
     assert_differs_only_in(sampled.model, o2m_only.model, {"o2m_center_sampling_radius": (1.5, ABSENT)})
-    # the same branch with the whole-model clip loosened from DATE's 0.1 to the presets' 10, and the
-    # preset keeps it (it only fills in a clip for configs that have none)
-    loose = load_config(paths["projects/DATE/configs/date_F_R50_o2m_only_center_sampling_clip10.py"])
-    assert_differs_only_in(loose.model, sampled.model, {})
-    assert_differs_only_in(loose.train, sampled.train, {"clip_grad.clip_value": (10.0, 0.1), "output_dir": (
-        "./output/date_F_R50_o2m_only_center_sampling_clip10", "./output/date_F_R50_o2m_only_center_sampling")})
-    loose_date_f = load_config(paths["projects/DATE/configs/date_F_R50_clip10.py"])
-    date_f_cfg = load_config(accuracy.resolve_config("date_F_R50_1x.py"))
-    assert_differs_only_in(loose_date_f.model, date_f_cfg.model, {})
-    assert_differs_only_in(loose_date_f.train, date_f_cfg.train, {
-        "clip_grad.clip_value": (10.0, 0.1), "output_dir": ("./output/date_F_R50_clip10", "./output/date_F_R50_1x")})
-    for path, clip in ((paths["projects/DATE/configs/date_F_R50_o2m_only_center_sampling_clip10.py"], 10.0),
-                       (paths["projects/DATE/configs/date_F_R50_o2m_only_center_sampling.py"], 0.1),
-                       (paths["projects/DATE/configs/date_F_R50_clip10.py"], 10.0),
-                       (paths["projects/DATE/configs/date_F_R50_o2m_only_center_sampling_giou_clip10.py"], 10.0)):
-        assert preset_applied(path, get_preset("cpu_long")).train.clip_grad.clip_value == clip
     with_giou = load_config(paths["projects/DATE/configs/date_F_R50_o2m_only_center_sampling_giou.py"])
     assert_differs_only_in(with_giou.model, sampled.model, {"o2m_box_loss": ("giou", ABSENT)})
-    giou_loose = load_config(paths["projects/DATE/configs/date_F_R50_o2m_only_center_sampling_giou_clip10.py"])
-    assert_differs_only_in(giou_loose.model, with_giou.model, {})
-    assert_differs_only_in(giou_loose.train, loose.train, {"output_dir": (
-        "./output/date_F_R50_o2m_only_center_sampling_giou_clip10", "./output/date_F_R50_o2m_only_center_sampling_clip10")})
     # then mmdet FCOSHead's two switches, one config each, each adding one head key to the last
     previous = with_giou
     for suffix, key in (("_normbbox", "o2m_norm_on_bbox"), ("_normbbox_ctr_on_reg", "o2m_centerness_on_reg")):
@@ -540,6 +520,26 @@ def test_control_pairs_resolve_and_share_the_baseline_runs():
     # two chosen pairs with one baseline: one run, one row
     with_ablations = accuracy.select_configs(["retinanet_controls", "mal_ablations"], None, log=pytest.fail)
     assert [name for _, _, name, _ in with_ablations].count("retinanet_R50.py") == 1 and len(with_ablations) == 5
+
+
+@pytest.mark.parametrize("control, base", [
+    ("projects/DATE/configs/date_F_R50_o2m_only_center_sampling_clip10.py",
+     "projects/DATE/configs/date_F_R50_o2m_only_center_sampling.py"),
+    ("projects/DATE/configs/date_F_R50_o2m_only_center_sampling_giou_clip10.py",
+     "projects/DATE/configs/date_F_R50_o2m_only_center_sampling_giou.py"),
+    ("projects/DATE/configs/date_F_R50_clip10.py", "date_F_R50_1x.py"),
+])
+def test_date_clip_controls_change_only_the_clip_and_the_preset_keeps_it(control, base):
+    # DATE's whole-model clip loosened from 0.1 to the presets' 10; the preset fills in a clip only
+    # for configs that set none, so the control trains at 10 and its base at 0.1.
+    assert control in {name: configs for name, _, configs in accuracy.CONTROL_PAIRS}["fcos_controls"]
+    cfg, base_cfg = load_config(accuracy.resolve_config(control)), load_config(accuracy.resolve_config(base))
+    assert_differs_only_in(cfg.model, base_cfg.model, {})
+    assert cfg.train.output_dir != base_cfg.train.output_dir
+    assert_differs_only_in(cfg.train, base_cfg.train, {
+        "clip_grad.clip_value": (10.0, 0.1), "output_dir": (cfg.train.output_dir, base_cfg.train.output_dir)})
+    for path, clip in ((control, 10.0), (base, 0.1)):
+        assert preset_applied(accuracy.resolve_config(path), get_preset("cpu_long")).train.clip_grad.clip_value == clip
 
 
 def test_mal_ablations_switch_off_one_part_each_beside_retinanet():
