@@ -206,6 +206,39 @@ def test_o2m_norm_on_bbox_and_centerness_on_reg_switches():
         build(["model.o2m=retinanet", "model.head.o2m=retinanet", "model.head.o2m_norm_on_bbox=True"])
 
 
+@pytest.mark.parametrize("o2m", ["fcos", "retinanet"])
+def test_share_scales_false_gives_the_o2m_predictor_its_own_scales(o2m):
+    """A control, not DATE: with share_scales=False the o2m box output is multiplied by o2m_scales and
+    the o2o one still by scales, so the o2m branch's gradient reaches only o2m_scales. The default
+    keeps one set for both branches, and its state_dict keys."""
+    style = ["model.o2m=retinanet", "model.head.o2m=retinanet"] if o2m == "retinanet" else []
+    shared = build(style + ["model.head.share_subnets=False"])
+    own = build(style + ["model.head.share_subnets=False", "model.head.share_scales=False"])
+    assert set(own.state_dict()) - set(shared.state_dict()) == {"head.o2m_scales"}
+    assert not hasattr(shared.head, "o2m_scales")
+    decode = (lambda t: t.exp()) if o2m == "fcos" else (lambda t: t)
+    for model in (shared, own):
+        head = model.head
+        with torch.no_grad():
+            head.scales.copy_(torch.tensor([0.5, 1.0, 1.5, 2.0, 2.5]))
+            if model is own:
+                head.o2m_scales.copy_(torch.tensor([2.0, 0.25, 3.0, 0.75, 1.25]))
+        o2m_scales = head.o2m_scales if model is own else head.scales
+        feats = [torch.randn(2, head.cls_score.in_channels, H // s, W // s) for s in model.strides]
+        cls_feats, reg_feats = head.forward_towers(feats)
+        o2o_ltrb = head.forward_o2o(cls_feats, reg_feats)[1]
+        out = head.forward_o2m(feats, cls_feats, reg_feats)
+        for lvl, x in enumerate(feats):
+            raw = head.o2m_bbox_pred(head.o2m_bbox_subnet(x))
+            torch.testing.assert_close(out["o2m_reg"][lvl], decode(raw * o2m_scales[lvl]))
+            torch.testing.assert_close(o2o_ltrb[lvl], torch.relu(head.bbox_pred(reg_feats[lvl]) * head.scales[lvl]))
+        sum(t.sum() for t in out["o2m_reg"]).backward()
+        if model is own:  # the o2m output reaches only the o2m scales
+            assert head.scales.grad is None and head.o2m_scales.grad.abs().min() > 0
+        else:
+            assert head.scales.grad.abs().min() > 0
+
+
 def test_onenet_cost_matcher_trains():
     model = build(["model.o2o_matcher=onenet_cost"])
     model.train()

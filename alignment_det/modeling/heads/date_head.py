@@ -14,7 +14,8 @@ docs/methods.md#date-head. For every FPN level ``l`` (stride ``s_l``) with input
 
 ``scale_l`` is one learnable scalar per level, shared by every predictor (the DATE code passes the same
 ``Scale`` modules to each branch). With ``share_subnets=False`` (Table 9, "not sharing") the o2m
-branch gets its own towers ``o2m_cls_subnet`` / ``o2m_bbox_subnet``; the scales stay shared.
+branch gets its own towers ``o2m_cls_subnet`` / ``o2m_bbox_subnet``; the scales stay shared unless
+``share_scales=False`` (a control, not DATE) gives the o2m predictor its own ``o2m_scales``.
 
 In ``eval()`` only the towers and the o2o predictor (+3DMF) run: :meth:`DATEHead.forward_o2m` is
 called in training only, so an inference / exported graph never contains the o2m predictors.
@@ -71,6 +72,7 @@ class DATEHead(nn.Module):
         o2m: str = "fcos",
         num_anchors: int = 9,
         share_subnets: bool = True,
+        share_scales: bool = True,
         use_3dmf: bool = False,
         mf_kernel_size: int = 3,
         mf_tau: int = 2,
@@ -89,6 +91,9 @@ class DATEHead(nn.Module):
             num_anchors: anchors per location of the RetinaNet-style o2m branch (9); unused for "fcos".
             share_subnets: True = one pair of towers for both branches (DATE default); False = the o2m
                 branch has its own towers (docs/methods.md#date-head "not sharing subnets").
+            share_scales: True = one learnable scale per level for both branches (DATE code); False =
+                the o2m predictor has its own ``o2m_scales`` (a control: with ``share_subnets=False``
+                the backbone/FPN are then all that the two branches share).
             use_3dmf: add DeFCN's 3D max filtering to the o2o branch (no auxiliary loss).
             mf_kernel_size, mf_tau, mf_norm_groups: :class:`MaxFiltering3D` settings (3, 2, 32).
             o2m_norm_on_bbox, o2m_centerness_on_reg: mmdet ``FCOSHead``'s ``norm_on_bbox`` (the FCOS
@@ -126,8 +131,12 @@ class DATEHead(nn.Module):
                 if m.bias is not None:
                     nn.init.constant_(m.bias, 0.0)
 
-        # One learnable scale per level, shared by all predictors (mmdet ``Scale(1.0)``).
+        # One learnable scale per level, shared by all predictors (mmdet ``Scale(1.0)``); the o2m
+        # predictor's own only with ``share_scales=False``, so DATE's state_dict keys stay the same.
         self.scales = nn.Parameter(torch.ones(self.num_levels))
+        self.share_scales = share_scales
+        if not share_scales:
+            self.o2m_scales = nn.Parameter(torch.ones(self.num_levels))
 
         # o2o predictor (the only one used at inference).
         self.cls_score = _conv3x3(c, num_classes, bias_value=bias_cls)
@@ -184,18 +193,19 @@ class DATEHead(nn.Module):
         if not self.share_subnets:
             cls_feats = [self.o2m_cls_subnet(x) for x in features]
             reg_feats = [self.o2m_bbox_subnet(x) for x in features]
+        scales = self.scales if self.share_scales else self.o2m_scales
         out = {"o2m_cls": [self.o2m_cls_score(x) for x in cls_feats]}
         if self.o2m == "fcos":
             if self.o2m_norm_on_bbox:
-                out["o2m_reg"] = [F.relu(self.o2m_bbox_pred(x) * self.scales[l]) for l, x in enumerate(reg_feats)]
+                out["o2m_reg"] = [F.relu(self.o2m_bbox_pred(x) * scales[l]) for l, x in enumerate(reg_feats)]
             else:  # exp in fp32: a large logit would overflow in fp16 under AMP.
                 out["o2m_reg"] = [
-                    (self.o2m_bbox_pred(x) * self.scales[l]).float().exp() for l, x in enumerate(reg_feats)
+                    (self.o2m_bbox_pred(x) * scales[l]).float().exp() for l, x in enumerate(reg_feats)
                 ]
             ctr_feats = reg_feats if self.o2m_centerness_on_reg else cls_feats
             out["o2m_ctr"] = [self.o2m_ctrness(x) for x in ctr_feats]
         else:
-            out["o2m_reg"] = [self.o2m_bbox_pred(x) * self.scales[l] for l, x in enumerate(reg_feats)]
+            out["o2m_reg"] = [self.o2m_bbox_pred(x) * scales[l] for l, x in enumerate(reg_feats)]
         return out
 
     # ------------------------------------------------------------------ forward
