@@ -91,6 +91,7 @@ CONTROL_PAIRS = (
       "projects/DATE/configs/date_F_R50_o2m_only_center_sampling_giou_normbbox_ctr_on_reg.py",
       "projects/DATE/configs/date_F_R50_o2m_fcos_form.py",
       "projects/DATE/configs/date_F_R50_o2m_fcos_form_separate_towers.py",
+      "projects/DATE/configs/date_F_R50_o2m_fcos_form_separate_towers_scales.py",
       "projects/DATE/configs/date_F_R50_clip10.py",
       "projects/DATE/configs/fcos_R50_date_optimizer.py")),
     ("atss_controls", "atss_R50_1x.py",
@@ -126,6 +127,10 @@ EVAL_VARIANTS = {
         ("o2m", "DATE-F, FCOS-form one-to-many branch, separate towers, that branch evaluated (with NMS)",
          ("model.test_branch=o2m",)),
     ),
+    "projects/DATE/configs/date_F_R50_o2m_fcos_form_separate_towers_scales.py": (
+        ("o2m", "DATE-F, FCOS-form one-to-many branch, separate towers and scales, that branch evaluated (with NMS)",
+         ("model.test_branch=o2m",)),
+    ),
     "retinanet_conf_R50.py": (
         ("cls_only", "RetinaNet-Conf, ranked by the class score alone (fusion a = 0)", ("model.fusion_alpha=0.0",)),
     ),
@@ -157,6 +162,8 @@ LABELS = {
     "projects/DATE/configs/date_F_R50_o2m_fcos_form.py": "DATE-F, one-to-many branch in Detectron2 FCOS's form",
     "projects/DATE/configs/date_F_R50_o2m_fcos_form_separate_towers.py":
         "DATE-F, one-to-many branch in Detectron2 FCOS's form, separate towers",
+    "projects/DATE/configs/date_F_R50_o2m_fcos_form_separate_towers_scales.py":
+        "DATE-F, one-to-many branch in Detectron2 FCOS's form, separate towers and scales",
     "projects/DATE/configs/date_F_R50_clip10.py": "DATE-F, gradient clip 10",
     "projects/DATE/configs/fcos_R50_date_optimizer.py": "FCOS, DATE's optimizer",
     "projects/HCRAL/configs/atss_iou_quality.py": "ATSS, IoU quality target",

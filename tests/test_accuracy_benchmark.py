@@ -506,8 +506,12 @@ def test_control_pairs_resolve_and_share_the_baseline_runs():
     # the same with separate one-to-many towers: one head key more, its o2m branch evaluated too
     separate = load_config(paths["projects/DATE/configs/date_F_R50_o2m_fcos_form_separate_towers.py"]).model
     assert_differs_only_in(separate, fcos_form, {"head.share_subnets": (False, True)})
-    assert [v[2] for v in accuracy.EVAL_VARIANTS["projects/DATE/configs/date_F_R50_o2m_fcos_form_separate_towers.py"]] == [
-        o for _, _, o in date_f_o2m]
+    # and with the one-to-many predictor's own per-level scales: one head key more again
+    own_scales = load_config(paths["projects/DATE/configs/date_F_R50_o2m_fcos_form_separate_towers_scales.py"]).model
+    assert_differs_only_in(own_scales, separate, {"head.share_scales": (False, ABSENT)})
+    for name in ("separate_towers", "separate_towers_scales"):
+        assert [v[2] for v in accuracy.EVAL_VARIANTS[f"projects/DATE/configs/date_F_R50_o2m_fcos_form_{name}.py"]] == [
+            o for _, _, o in date_f_o2m]
     # and that is the last one-branch control with the one-to-one branch back and evaluated
     assert_differs_only_in(previous.model, fcos_form, {"lambda_o2o": (0.0, 1.0), "test_branch": ("o2m", ABSENT)})
     iou_atss = load_config(paths["projects/HCRAL/configs/atss_iou_quality.py"])
