@@ -10,7 +10,7 @@ import os
 import platform
 import statistics
 import textwrap
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -242,27 +242,55 @@ def _seed_marker(seed: int) -> str:
     return SEED_MARKERS[seed % len(SEED_MARKERS)]
 
 
+KIND_ORDER = {"-": 0, "--": 1, "-.": 2}  # by line style: default pairs' methods, controls, ablations
+PANEL_CONFIGS = 9  # configs per panel of pairs.png, the baseline included: more and the legend outgrows the panel
+
+
+def pair_panels(per_config: Dict[str, dict]) -> List[Tuple[str, str, List[dict]]]:
+    """(title, baseline, configs) per panel of pairs.png: one panel per baseline, split evenly into
+    several when it holds more than PANEL_CONFIGS configs, each with the baseline first. The others
+    keep their order after a stable sort that puts a default pair's methods before controls and
+    ablations, so the first panel shows the pair itself. Configs without an AP curve (unfinished runs,
+evaluation-only rows) are left out, and so is a baseline whose configs have none."""
+    groups: Dict[str, List[dict]] = {}
+    for name, c in per_config.items():
+        groups.setdefault(c["baseline"] or name, []).append(dict(c, name=name))
+    panels = []
+    for baseline, configs in groups.items():
+        configs = [c for c in configs if any(r.get("ap_curve") for r in c["runs"])]  # a line to draw
+        if not configs:
+            continue
+        base = [c for c in configs if c["name"] == baseline]
+        others = sorted((c for c in configs if c["name"] != baseline), key=lambda c: KIND_ORDER[_line_style(c["pair"])])
+        count = max(1, math.ceil(len(others) / (PANEL_CONFIGS - len(base))))
+        size = math.ceil(len(others) / count) if others else 0
+        label = per_config[baseline]["label"] if baseline in per_config else baseline
+        for k in range(count):
+            title = f"against {label}" + (f" ({k + 1} of {count})" if count > 1 else "")
+            panels.append((title, baseline, base + others[k * size:(k + 1) * size]))
+    return panels
+
+
 def plot_pairs(per_config: Dict[str, dict], path: str, *, title: str, steps: Sequence[int] = ()) -> List[str]:
-    """AP over iterations, one panel per baseline: the baseline (black), its methods (solid) and
-    controls (dashed) and ablations (dash-dot), one line per run; dotted vertical lines at the lr
-    drops. Returns the panel
-    titles (none and no file when no run has an AP curve)."""
+    """AP over iterations, panels from :func:`pair_panels` (up to three a row): the baseline (black),
+    its methods (solid) and controls (dashed) and ablations (dash-dot), one line per run; dotted
+    vertical lines at the lr drops. Returns the panel titles (none and no file when no run has an
+    AP curve)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    groups: Dict[str, List[dict]] = {}
-    for name, c in per_config.items():
-        groups.setdefault(c["baseline"] or name, []).append(dict(c, name=name))
-    groups = {b: cs for b, cs in groups.items() if any(r.get("ap_curve") for c in cs for r in c["runs"])}
-    if not groups:
+    panels = pair_panels(per_config)
+    if not panels:
         return []
-    fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4.6), squeeze=False)
+    ncols = min(3, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.5 * ncols, 4.6 * nrows), squeeze=False)
     legends = []
-    for ax, (baseline, configs) in zip(axes[0], groups.items()):
+    for ax, (panel_title, baseline, configs) in zip(axes.flat, panels):
         colors = distinct_colors(len(configs))
-        for i, c in enumerate(sorted(configs, key=lambda c: c["name"] != baseline)):
+        for i, c in enumerate(configs):
             is_base = c["name"] == baseline
             for r in c["runs"]:
                 if not r.get("ap_curve"):
@@ -275,8 +303,7 @@ def plot_pairs(per_config: Dict[str, dict], path: str, *, title: str, steps: Seq
                         label=textwrap.fill(f"{c['label']} (seed {r['seed']})", 34))
         for s in steps:
             ax.axvline(s, color="grey", linestyle=":", linewidth=1)
-        label = per_config[baseline]["label"] if baseline in per_config else baseline
-        ax.set(xlabel="iteration", ylabel="COCO AP (test set)", title=f"against {label}")
+        ax.set(xlabel="iteration", ylabel="COCO AP (test set)", title=panel_title)
         ax.grid(alpha=0.3)
         # Below the panel: rising curves leave no corner of the axes free once a panel holds
         # several methods and controls.
@@ -285,12 +312,16 @@ def plot_pairs(per_config: Dict[str, dict], path: str, *, title: str, steps: Seq
         # in axes units, runs into the x label; savefig takes it in as an extra artist.
         legend.set_in_layout(False)
         legends.append(legend)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
     heading = fig.suptitle(title + " (dotted: lr x0.1; dashed: controls; dash-dot: ablations; markers: seed 0 circle,"
                  " seed 1 square)", fontsize=10)
     fig.tight_layout()
+    if nrows > 1:  # room under each row for its legends, which tight_layout leaves out
+        fig.subplots_adjust(hspace=1.1)
     fig.savefig(path, dpi=110, bbox_inches="tight", bbox_extra_artists=legends + [heading])
     plt.close(fig)
-    return [ax.get_title() for ax in axes[0]]
+    return [t for t, _, _ in panels]
 
 
 def machine_description(device: str, omp_num_threads: Sequence[str] = ()) -> str:

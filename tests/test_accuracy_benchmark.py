@@ -391,20 +391,39 @@ def test_pairs_plot_has_one_panel_per_baseline(tmp_path):
     assert "| FCOS | 0 | — | — | — | unfinished |" in table and "DATE-F" not in table
 
 
-def test_pairs_plot_gives_every_line_of_a_crowded_panel_its_own_colour(tmp_path, monkeypatch):
+def test_pairs_plot_splits_a_crowded_baseline_into_panels_each_with_the_baseline(tmp_path, monkeypatch):
     import matplotlib.figure
 
     drawn = []
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda fig, *a, **k: drawn.append(fig))
     curve = [[100, 10.0], [200, 20.0]]
-    per_config = {"fcos_R50.py": dict(pair="fcos", baseline="fcos_R50.py", label="FCOS", runs=[dict(seed=0, ap_curve=curve)])}
-    for k in range(13):  # the cards FCOS panel's count of methods and controls
-        per_config[f"c{k}.py"] = dict(pair="fcos_controls", baseline="fcos_R50.py", label=f"control {k}",
-                                      runs=[dict(seed=0, ap_curve=curve)])
-    accuracy_report.plot_pairs(per_config, str(tmp_path / "pairs.png"), title="t")
-    (ax,) = drawn[0].axes
-    colors = [matplotlib.colors.to_hex(line.get_color()) for line in ax.get_lines() if not line.get_label().startswith("_")]
-    assert len(colors) == 14 and len(set(colors)) == 14 and colors[0] == "#000000"
+
+    def cfg(pair, label, curve=curve):
+        return dict(pair=pair, baseline="fcos_R50.py", label=label, runs=[dict(seed=0, ap_curve=curve)])
+
+    # the cards FCOS panel's count: 12 controls, an ablation, two methods listed last, and an
+    # evaluation-only row (no curve), which draws nothing and takes no place
+    per_config = {"fcos_R50.py": cfg("fcos", "FCOS")}
+    per_config.update({f"c{k}.py": cfg("fcos_controls", f"control {k}") for k in range(12)})
+    per_config["abl.py"] = cfg("x_ablations", "ablation")
+    per_config["eval_only"] = cfg("fcos", "DATE-F with NMS", curve=[])
+    per_config.update({"date_F.py": cfg("fcos", "DATE-F"), "date_R.py": cfg("fcos", "DATE-R")})
+    titles = accuracy_report.plot_pairs(per_config, str(tmp_path / "pairs.png"), title="t")
+    assert titles == ["against FCOS (1 of 2)", "against FCOS (2 of 2)"]
+    axes = [ax for ax in drawn[0].axes if ax.get_visible()]
+    labels = [[line.get_label().replace("\n", " ") for line in ax.get_lines() if not line.get_label().startswith("_")]
+              for ax in axes]
+    # 15 configs besides the baseline, split evenly, the baseline (black) first in each panel
+    assert [len(ls) for ls in labels] == [9, 8] and all(len(ls) <= accuracy_report.PANEL_CONFIGS for ls in labels)
+    assert all(ls[0] == "FCOS (seed 0)" for ls in labels)
+    # the default pair's methods first, the ablation last; every config drawn once
+    assert labels[0][1:3] == ["DATE-F (seed 0)", "DATE-R (seed 0)"] and labels[1][-1] == "ablation (seed 0)"
+    drawn_once = [label for ls in labels for label in ls[1:]]
+    assert sorted(drawn_once) == sorted(f"{c['label']} (seed 0)" for n, c in per_config.items()
+                                        if n not in ("fcos_R50.py", "eval_only"))
+    for ax in axes:  # every line of a panel its own colour
+        colors = [matplotlib.colors.to_hex(line.get_color()) for line in ax.get_lines() if not line.get_label().startswith("_")]
+        assert len(set(colors)) == len(colors) and colors[0] == "#000000"
     for n in (1, 10, 11, 20, 21, 40):
         assert len({matplotlib.colors.to_hex(c) for c in accuracy_report.distinct_colors(n)}) == n
 
