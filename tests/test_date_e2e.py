@@ -239,6 +239,27 @@ def test_share_scales_false_gives_the_o2m_predictor_its_own_scales(o2m):
             assert head.scales.grad.abs().min() > 0
 
 
+def test_o2o_detach_features_stops_the_o2o_loss_at_the_head():
+    """A control, not DATE: with o2o_detach_features=True only the o2m branch's outputs reach the FPN
+    features; by default both do. It needs separate o2m towers."""
+    for detach in (False, True):
+        model = build(["model.head.share_subnets=False", f"model.head.o2o_detach_features={detach}"])
+        head = model.head.train()
+        feats = [torch.randn(2, head.cls_score.in_channels, H // s, W // s, requires_grad=True) for s in model.strides]
+        out = head(feats)
+        o2o = sum(t.sum() for t in out["o2o_cls"] + out["o2o_reg"])
+        o2m = sum(t.sum() for t in out["o2m_cls"] + out["o2m_reg"])
+        o2o_grads = torch.autograd.grad(o2o, feats, allow_unused=True)
+        o2m_grads = torch.autograd.grad(o2m, feats, allow_unused=True)
+        assert all(g is not None and g.abs().sum() > 0 for g in o2m_grads)
+        if detach:
+            assert all(g is None for g in o2o_grads)
+        else:
+            assert all(g is not None and g.abs().sum() > 0 for g in o2o_grads)
+    with pytest.raises(ValueError, match="needs share_subnets=False"):
+        build(["model.head.o2o_detach_features=True"])
+
+
 def test_onenet_cost_matcher_trains():
     model = build(["model.o2o_matcher=onenet_cost"])
     model.train()

@@ -15,7 +15,9 @@ docs/methods.md#date-head. For every FPN level ``l`` (stride ``s_l``) with input
 ``scale_l`` is one learnable scalar per level, shared by every predictor (the DATE code passes the same
 ``Scale`` modules to each branch). With ``share_subnets=False`` (Table 9, "not sharing") the o2m
 branch gets its own towers ``o2m_cls_subnet`` / ``o2m_bbox_subnet``; the scales stay shared unless
-``share_scales=False`` (a control, not DATE) gives the o2m predictor its own ``o2m_scales``.
+``share_scales=False`` (a control, not DATE) gives the o2m predictor its own ``o2m_scales``. A
+second control, ``o2o_detach_features=True`` (with separate towers), feeds the o2o towers the FPN
+features detached in training, so that only the o2m branch trains the backbone and FPN.
 
 In ``eval()`` only the towers and the o2o predictor (+3DMF) run: :meth:`DATEHead.forward_o2m` is
 called in training only, so an inference / exported graph never contains the o2m predictors.
@@ -73,6 +75,7 @@ class DATEHead(nn.Module):
         num_anchors: int = 9,
         share_subnets: bool = True,
         share_scales: bool = True,
+        o2o_detach_features: bool = False,
         use_3dmf: bool = False,
         mf_kernel_size: int = 3,
         mf_tau: int = 2,
@@ -94,6 +97,9 @@ class DATEHead(nn.Module):
             share_scales: True = one learnable scale per level for both branches (DATE code); False =
                 the o2m predictor has its own ``o2m_scales`` (a control: with ``share_subnets=False``
                 the backbone/FPN are then all that the two branches share).
+            o2o_detach_features: False = both branches train the backbone and FPN (DATE); True = the
+                o2o towers read the features detached, so the o2o loss stops at the head (a control;
+                needs ``share_subnets=False``, else the o2m branch would read the same towers).
             use_3dmf: add DeFCN's 3D max filtering to the o2o branch (no auxiliary loss).
             mf_kernel_size, mf_tau, mf_norm_groups: :class:`MaxFiltering3D` settings (3, 2, 32).
             o2m_norm_on_bbox, o2m_centerness_on_reg: mmdet ``FCOSHead``'s ``norm_on_bbox`` (the FCOS
@@ -113,6 +119,9 @@ class DATEHead(nn.Module):
         self.o2m = o2m
         self.num_anchors = num_anchors if o2m == "retinanet" else 1
         self.share_subnets = share_subnets
+        if o2o_detach_features and share_subnets:
+            raise ValueError("DATEHead: o2o_detach_features needs share_subnets=False (separate o2m towers)")
+        self.o2o_detach_features = bool(o2o_detach_features)
         if (o2m_norm_on_bbox or o2m_centerness_on_reg) and o2m != "fcos":
             raise ValueError("DATEHead: o2m_norm_on_bbox and o2m_centerness_on_reg apply to the FCOS o2m branch")
         self.o2m_norm_on_bbox = bool(o2m_norm_on_bbox)
@@ -219,7 +228,8 @@ class DATEHead(nn.Module):
             in training only, ``o2m_cls``, ``o2m_reg`` (+ ``o2m_ctr`` for FCOS); see
             :meth:`forward_o2o` and :meth:`forward_o2m` for shapes.
         """
-        cls_feats, reg_feats = self.forward_towers(features)
+        o2o_inputs = [x.detach() for x in features] if self.o2o_detach_features else features
+        cls_feats, reg_feats = self.forward_towers(o2o_inputs)
         o2o_cls, o2o_reg, o2o_filter = self.forward_o2o(cls_feats, reg_feats)
         out: Dict[str, Optional[List[Tensor]]] = {"o2o_cls": o2o_cls, "o2o_reg": o2o_reg, "o2o_filter": o2o_filter}
         if self.training:  # the o2m branch exists for training only (docs/methods.md#date-inference)
