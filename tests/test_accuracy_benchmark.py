@@ -528,7 +528,10 @@ def test_control_pairs_resolve_and_share_the_baseline_runs():
     # and with the one-to-many predictor's own per-level scales: one head key more again
     own_scales = load_config(paths["projects/DATE/configs/date_F_R50_o2m_fcos_form_separate_towers_scales.py"]).model
     assert_differs_only_in(own_scales, separate, {"head.share_scales": (False, ABSENT)})
-    for name in ("separate_towers", "separate_towers_scales"):
+    # and with the one-to-one loss stopped at the head: one head key more again
+    detached = load_config(paths["projects/DATE/configs/date_F_R50_o2m_fcos_form_o2o_detached.py"]).model
+    assert_differs_only_in(detached, own_scales, {"head.o2o_detach_features": (True, ABSENT)})
+    for name in ("separate_towers", "separate_towers_scales", "o2o_detached"):
         assert [v[2] for v in accuracy.EVAL_VARIANTS[f"projects/DATE/configs/date_F_R50_o2m_fcos_form_{name}.py"]] == [
             o for _, _, o in date_f_o2m]
     # and that is the last one-branch control with the one-to-one branch back and evaluated
