@@ -251,7 +251,7 @@ def pair_panels(per_config: Dict[str, dict]) -> List[Tuple[str, str, List[dict]]
     several when it holds more than PANEL_CONFIGS configs, each with the baseline first. The others
     keep their order after a stable sort that puts a default pair's methods before controls and
     ablations, so the first panel shows the pair itself. Configs without an AP curve (unfinished runs,
-evaluation-only rows) are left out, and so is a baseline whose configs have none."""
+    evaluation-only rows) are left out, and so is a baseline whose configs have none."""
     groups: Dict[str, List[dict]] = {}
     for name, c in per_config.items():
         groups.setdefault(c["baseline"] or name, []).append(dict(c, name=name))
