@@ -71,8 +71,12 @@ def mean_std(values: Sequence[float]):
     if not values:
         return None, None
     mean = sum(values) / len(values)
-    std = statistics.stdev(values) if len(values) > 1 else None
-    return mean, std
+    if len(values) < 2:
+        return mean, None
+    if any(math.isnan(v) for v in values):
+        # statistics.stdev raises AttributeError on a NaN in CPython 3.11 instead of returning NaN.
+        return mean, math.nan
+    return mean, statistics.stdev(values)
 
 
 def finished(run: dict) -> bool:

@@ -469,6 +469,15 @@ def test_a_nan_final_ap_is_reported_not_replaced_by_an_earlier_evaluation(tmp_pa
     assert s["evaluated_at"] == 20 and math.isnan(s["metrics"]["bbox/AP"])
 
 
+def test_a_metric_nan_at_one_of_two_seeds_gives_nan_mean_and_spread_not_a_crash():
+    # e.g. an empty score-by-IoU bin at one seed (seen on DATE-F evaluated with NMS)
+    runs = [dict(metrics={"bbox/AP": 80.0, "alignment/bin": float("nan")}),
+            dict(metrics={"bbox/AP": 81.0, "alignment/bin": 0.5})]
+    agg = accuracy_report.aggregate(runs)["metrics"]
+    assert agg["bbox/AP"]["mean"] == 80.5 and math.isclose(agg["bbox/AP"]["std"], 0.5 ** 0.5)
+    assert math.isnan(agg["alignment/bin"]["mean"]) and math.isnan(agg["alignment/bin"]["std"])
+
+
 def test_an_interrupted_run_is_resumed_and_a_finished_one_skipped(tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     run_dir = str(tmp_path)
