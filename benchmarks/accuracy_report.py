@@ -174,10 +174,14 @@ def plot_curves(runs: Sequence[dict], path: str, *, title: str) -> None:
     ax_ap.set(xlabel="iteration", ylabel="COCO AP (test set)", title="AP over training")
     for ax in (ax_loss, ax_ap):
         ax.grid(alpha=0.3)
-    ax_ap.legend(fontsize=7, loc="upper left")
-    fig.suptitle(title, fontsize=10)
+    heading = fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    # Under both panels, outside the layout, as in pairs.png: a full benchmark has dozens of runs,
+    # and a legend inside the AP panel hid its curves and ran off the bottom of the figure.
+    handles, names = ax_ap.get_legend_handles_labels()
+    legend = fig.legend(handles, names, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, 0.0),
+                        ncol=max(1, min(4, math.ceil(len(handles) / 10))), frameon=False)
+    fig.savefig(path, dpi=110, bbox_inches="tight", bbox_extra_artists=[legend, heading])
     plt.close(fig)
 
 
