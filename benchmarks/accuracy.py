@@ -92,6 +92,7 @@ CONTROL_PAIRS = (
       "projects/DATE/configs/date_F_R50_o2m_fcos_form.py",
       "projects/DATE/configs/date_F_R50_o2m_fcos_form_separate_towers.py",
       "projects/DATE/configs/date_F_R50_o2m_fcos_form_separate_towers_scales.py",
+      "projects/DATE/configs/date_F_R50_o2m_fcos_form_separate_towers_frozen_scales.py",
       "projects/DATE/configs/date_F_R50_o2m_fcos_form_o2o_detached.py",
       "projects/DATE/configs/date_F_R50_clip10.py",
       "projects/DATE/configs/fcos_R50_date_optimizer.py")),
@@ -132,6 +133,10 @@ EVAL_VARIANTS = {
         ("o2m", "DATE-F, FCOS-form one-to-many branch, separate towers and scales, that branch evaluated (with NMS)",
          ("model.test_branch=o2m",)),
     ),
+    "projects/DATE/configs/date_F_R50_o2m_fcos_form_separate_towers_frozen_scales.py": (
+        ("o2m", "DATE-F, FCOS-form one-to-many branch, separate towers, shared scales frozen at 1, that branch evaluated"
+         " (with NMS)", ("model.test_branch=o2m",)),
+    ),
     "projects/DATE/configs/date_F_R50_o2m_fcos_form_o2o_detached.py": (
         ("o2m", "DATE-F, FCOS-form one-to-many branch, one-to-one loss stopped at the head, that branch evaluated"
          " (with NMS)", ("model.test_branch=o2m",)),
@@ -169,6 +174,8 @@ LABELS = {
         "DATE-F, one-to-many branch in Detectron2 FCOS's form, separate towers",
     "projects/DATE/configs/date_F_R50_o2m_fcos_form_separate_towers_scales.py":
         "DATE-F, one-to-many branch in Detectron2 FCOS's form, separate towers and scales",
+    "projects/DATE/configs/date_F_R50_o2m_fcos_form_separate_towers_frozen_scales.py":
+        "DATE-F, one-to-many branch in Detectron2 FCOS's form, separate towers, shared scales frozen at 1",
     "projects/DATE/configs/date_F_R50_o2m_fcos_form_o2o_detached.py":
         "DATE-F, one-to-many branch in Detectron2 FCOS's form, one-to-one loss stopped at the head",
     "projects/DATE/configs/date_F_R50_clip10.py": "DATE-F, gradient clip 10",

@@ -18,6 +18,7 @@ from detectron2.utils.events import EventStorage  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from alignment_det.data import register_coco_json, register_voc  # noqa: E402
+from alignment_det.engine import Trainer  # noqa: E402
 from alignment_det.config import load_config  # noqa: E402
 from alignment_det.utils.metrics_file import read_metrics  # noqa: E402
 from alignment_det.config.presets import (  # noqa: E402
@@ -555,6 +556,35 @@ def test_control_pairs_resolve_and_share_the_baseline_runs():
     # two chosen pairs with one baseline: one run, one row
     with_ablations = accuracy.select_configs(["retinanet_controls", "mal_ablations"], None, log=pytest.fail)
     assert [name for _, _, name, _ in with_ablations].count("retinanet_R50.py") == 1 and len(with_ablations) == 5
+
+
+def test_frozen_scales_control_holds_the_shared_scales_at_one_and_trains_the_rest():
+    # The control is separate towers with one optimizer override more; the model is the same.
+    frozen_path = "projects/DATE/configs/date_F_R50_o2m_fcos_form_separate_towers_frozen_scales.py"
+    base_path = "projects/DATE/configs/date_F_R50_o2m_fcos_form_separate_towers.py"
+    assert frozen_path in {name: configs for name, _, configs in accuracy.CONTROL_PAIRS}["fcos_controls"]
+    frozen, base = load_config(accuracy.resolve_config(frozen_path)), load_config(accuracy.resolve_config(base_path))
+    assert_differs_only_in(frozen.model, base.model, {})
+    assert_differs_only_in(frozen.optimizer, base.optimizer, {
+        "params.overrides": ({"scales": {"lr": 0.0, "weight_decay": 0.0}}, ABSENT)})
+    assert [v[2] for v in accuracy.EVAL_VARIANTS[frozen_path]] == [v[2] for v in accuracy.EVAL_VARIANTS[base_path]]
+    # One AdamW step under the preset, as the trainer builds it, with a gradient on every parameter:
+    # the shared scales stay exactly 1 and every other parameter moves; without the override they move.
+    moved = {}
+    for path in (frozen_path, base_path):
+        cfg = preset_applied(accuracy.resolve_config(path), get_preset("cpu_long"))
+        torch.manual_seed(0)
+        model = instantiate(cfg.model)
+        optimizer = Trainer.build_optimizer(cfg, model)
+        before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        for p in model.parameters():
+            p.grad = torch.full_like(p, 0.01)
+        optimizer.step()
+        moved[path] = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+        assert "head.scales" in before and "head.o2m_scales" not in before  # one set, both branches
+    everything = set(before)
+    assert moved[frozen_path] == everything - {"head.scales"}
+    assert moved[base_path] == everything
 
 
 @pytest.mark.parametrize("control, base", [
