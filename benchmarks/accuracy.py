@@ -93,6 +93,7 @@ CONTROL_PAIRS = (
       "projects/DATE/configs/date_F_R50_o2m_fcos_form_separate_towers.py",
       "projects/DATE/configs/date_F_R50_o2m_fcos_form_separate_towers_scales.py",
       "projects/DATE/configs/date_F_R50_o2m_fcos_form_separate_towers_frozen_scales.py",
+      "projects/DATE/configs/date_F_R50_o2m_fcos_form_separate_towers_scales_o2o_frozen.py",
       "projects/DATE/configs/date_F_R50_o2m_fcos_form_o2o_detached.py",
       "projects/DATE/configs/date_F_R50_clip10.py",
       "projects/DATE/configs/fcos_R50_date_optimizer.py")),
@@ -137,6 +138,10 @@ EVAL_VARIANTS = {
         ("o2m", "DATE-F, FCOS-form one-to-many branch, separate towers, shared scales frozen at 1, that branch evaluated"
          " (with NMS)", ("model.test_branch=o2m",)),
     ),
+    "projects/DATE/configs/date_F_R50_o2m_fcos_form_separate_towers_scales_o2o_frozen.py": (
+        ("o2m", "DATE-F, FCOS-form one-to-many branch, separate towers and scales, one-to-one scales frozen at 1,"
+         " that branch evaluated (with NMS)", ("model.test_branch=o2m",)),
+    ),
     "projects/DATE/configs/date_F_R50_o2m_fcos_form_o2o_detached.py": (
         ("o2m", "DATE-F, FCOS-form one-to-many branch, one-to-one loss stopped at the head, that branch evaluated"
          " (with NMS)", ("model.test_branch=o2m",)),
@@ -176,6 +181,8 @@ LABELS = {
         "DATE-F, one-to-many branch in Detectron2 FCOS's form, separate towers and scales",
     "projects/DATE/configs/date_F_R50_o2m_fcos_form_separate_towers_frozen_scales.py":
         "DATE-F, one-to-many branch in Detectron2 FCOS's form, separate towers, shared scales frozen at 1",
+    "projects/DATE/configs/date_F_R50_o2m_fcos_form_separate_towers_scales_o2o_frozen.py":
+        "DATE-F, one-to-many branch in Detectron2 FCOS's form, separate towers and scales, one-to-one scales frozen at 1",
     "projects/DATE/configs/date_F_R50_o2m_fcos_form_o2o_detached.py":
         "DATE-F, one-to-many branch in Detectron2 FCOS's form, one-to-one loss stopped at the head",
     "projects/DATE/configs/date_F_R50_clip10.py": "DATE-F, gradient clip 10",

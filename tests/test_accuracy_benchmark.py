@@ -541,7 +541,8 @@ def test_control_pairs_resolve_and_share_the_baseline_runs():
     # and with the one-to-one loss stopped at the head: one head key more again
     detached = load_config(paths["projects/DATE/configs/date_F_R50_o2m_fcos_form_o2o_detached.py"]).model
     assert_differs_only_in(detached, own_scales, {"head.o2o_detach_features": (True, ABSENT)})
-    for name in ("separate_towers", "separate_towers_scales", "separate_towers_frozen_scales", "o2o_detached"):
+    for name in ("separate_towers", "separate_towers_scales", "separate_towers_frozen_scales",
+                 "separate_towers_scales_o2o_frozen", "o2o_detached"):
         assert [v[2] for v in accuracy.EVAL_VARIANTS[f"projects/DATE/configs/date_F_R50_o2m_fcos_form_{name}.py"]] == [
             o for _, _, o in date_f_o2m]
     # and that is the last one-branch control with the one-to-one branch back and evaluated
@@ -558,17 +559,25 @@ def test_control_pairs_resolve_and_share_the_baseline_runs():
     assert [name for _, _, name, _ in with_ablations].count("retinanet_R50.py") == 1 and len(with_ablations) == 5
 
 
-def test_frozen_scales_control_holds_the_shared_scales_at_one_and_trains_the_rest():
-    # The control is separate towers with one optimizer override more; the model is the same.
-    frozen_path = "projects/DATE/configs/date_F_R50_o2m_fcos_form_separate_towers_frozen_scales.py"
-    base_path = "projects/DATE/configs/date_F_R50_o2m_fcos_form_separate_towers.py"
+@pytest.mark.parametrize("frozen_path, base_path, o2m_own_scales", [
+    # the scales both branches share, frozen
+    ("projects/DATE/configs/date_F_R50_o2m_fcos_form_separate_towers_frozen_scales.py",
+     "projects/DATE/configs/date_F_R50_o2m_fcos_form_separate_towers.py", False),
+    # only the one-to-one scales frozen; the one-to-many predictor's own scales learn
+    ("projects/DATE/configs/date_F_R50_o2m_fcos_form_separate_towers_scales_o2o_frozen.py",
+     "projects/DATE/configs/date_F_R50_o2m_fcos_form_separate_towers_scales.py", True),
+])
+def test_frozen_scales_controls_hold_the_one_to_one_scales_at_one_and_train_the_rest(
+        frozen_path, base_path, o2m_own_scales):
+    # Each control is its base with one optimizer override more; the model is the same.
     assert frozen_path in {name: configs for name, _, configs in accuracy.CONTROL_PAIRS}["fcos_controls"]
     frozen, base = load_config(accuracy.resolve_config(frozen_path)), load_config(accuracy.resolve_config(base_path))
     assert_differs_only_in(frozen.model, base.model, {})
     assert_differs_only_in(frozen.optimizer, base.optimizer, {
         "params.overrides": ({"scales": {"lr": 0.0, "weight_decay": 0.0}}, ABSENT)})
     # One AdamW step under the preset, as the trainer builds it, with a gradient on every parameter:
-    # the shared scales stay exactly 1 and every other parameter moves; without the override they move.
+    # the one-to-one scales (`head.scales`, shared or not) stay exactly 1 and every other parameter
+    # moves, the one-to-many predictor's own scales included; without the override they all move.
     moved = {}
     for path in (frozen_path, base_path):
         cfg = preset_applied(accuracy.resolve_config(path), get_preset("cpu_long"))
@@ -580,10 +589,11 @@ def test_frozen_scales_control_holds_the_shared_scales_at_one_and_trains_the_res
             p.grad = torch.full_like(p, 0.01)
         optimizer.step()
         moved[path] = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
-        assert "head.scales" in before and "head.o2m_scales" not in before  # one set, both branches
+        assert "head.scales" in before and ("head.o2m_scales" in before) == o2m_own_scales
     everything = set(before)
     assert moved[frozen_path] == everything - {"head.scales"}
     assert moved[base_path] == everything
+    assert torch.equal(before["head.scales"], torch.ones_like(before["head.scales"]))
 
 
 @pytest.mark.parametrize("control, base", [
