@@ -590,10 +590,11 @@ def test_frozen_scales_controls_hold_the_one_to_one_scales_at_one_and_train_the_
         optimizer.step()
         moved[path] = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
         assert "head.scales" in before and ("head.o2m_scales" in before) == o2m_own_scales
+        if path == frozen_path:  # held at its initial 1, not only unmoved
+            assert torch.equal(model.head.scales.detach(), torch.ones_like(model.head.scales))
     everything = set(before)
     assert moved[frozen_path] == everything - {"head.scales"}
     assert moved[base_path] == everything
-    assert torch.equal(before["head.scales"], torch.ones_like(before["head.scales"]))
 
 
 @pytest.mark.parametrize("control, base", [
